@@ -1,0 +1,434 @@
+"""Builds a Keras functional model from an `ArchSpec` (the last step).
+
+Layer names are deterministic and derived from the spec: every layer of unit
+`i` (1-based) of stage `s` is named `"{s}_{label}{i}_{part}"`, for example
+`stage2_block1_1_conv`, `stage2_block1_out`, `stage1_conv2_bn`, `stage3_sep1_dw`;
+a stage's pooling layer is `"{s}_pool"`; the classifier is `predictions`.
+The last layer of every stage is its *stage output* (see `stage_output_names`),
+which is what per-layer callbacks monitor by default.
+
+Example:
+
+>>> from kerascnn.zoo import vgg
+>>> from kerascnn.builder import build_model
+>>> model = build_model(vgg.vgg_spec("vgg11"), input_shape=(32, 32, 3), classes=10)
+>>> model.get_layer("stage1_conv1_conv").filters
+64
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import keras
+from keras import layers
+
+from kerascnn.spec import ArchSpec
+
+_LABELS = {
+    "conv": "conv",
+    "separable": "sep",
+    "basic": "block",
+    "bottleneck": "block",
+    "inception": "mixed",
+}
+
+CONV_INITIALIZER = "he_normal"
+
+
+def unit_prefix(stage, index, unit):
+    """Name prefix of the layers of `unit`, the `index`-th (0-based) of `stage`."""
+    return f"{stage.name}_{_LABELS[unit.kind]}{index + 1}"
+
+
+def unit_output_name(stage, index, unit):
+    """Name of the last layer of a unit (its output tensor)."""
+    prefix = unit_prefix(stage, index, unit)
+    if unit.kind in ("basic", "bottleneck"):
+        return f"{prefix}_out"
+    if unit.kind == "inception":
+        return f"{prefix}_concat"
+    if unit.kind == "separable":
+        prefix = f"{prefix}_pw"
+    activation = unit.option("activation", "relu")
+    if activation is not None:
+        return f"{prefix}_{'relu' if activation == 'relu' else 'act'}"
+    if unit.option("batch_norm", True):
+        return f"{prefix}_bn"
+    return f"{prefix}_conv"
+
+
+def stage_output_names(spec):
+    """Names of the layers whose outputs are the stage outputs of `spec`."""
+    names = []
+    for stage in spec.stages:
+        if stage.pool is not None:
+            names.append(f"{stage.name}_pool")
+        else:
+            index = len(stage.units) - 1
+            names.append(unit_output_name(stage, index, stage.units[index]))
+    return names
+
+
+# --------------------------------------------------------------------------
+# Spatial bookkeeping: used for validation and by the summary.
+# --------------------------------------------------------------------------
+def _conv_out(size, kernel, stride, padding):
+    if size is None:
+        return None
+    if padding == "same":
+        return math.ceil(size / stride)
+    return (size - kernel) // stride + 1
+
+
+def unit_spatial(unit, size):
+    """Output spatial size (one dimension) of `unit` for input size `size`."""
+    padding = unit.option("padding", "same")
+    return _conv_out(size, unit.kernel_size, unit.strides, padding)
+
+
+def stage_spatial(stage, size):
+    """Output size after every unit and the pool of a stage."""
+    for unit in stage.units:
+        size = unit_spatial(unit, size)
+        if size is not None and size < 1:
+            return size
+    if stage.pool is not None:
+        size = _conv_out(
+            size, stage.pool_size, stage.pool_strides or stage.pool_size, stage.pool_padding
+        )
+    return size
+
+
+def spatial_trace(spec, size):
+    """Returns the spatial size after each stage, for one input dimension."""
+    trace = []
+    for stage in spec.stages:
+        size = stage_spatial(stage, size)
+        trace.append(size)
+        if size is not None and size < 1:
+            break
+    return trace
+
+
+def minimum_input_size(spec):
+    """Smallest input height/width for which no stage output is empty."""
+    for size in range(1, 4097):
+        trace = spatial_trace(spec, size)
+        if len(trace) == len(spec.stages) and all(s >= 1 for s in trace):
+            return size
+    return None
+
+
+# --------------------------------------------------------------------------
+# Argument validation (keras.applications-compatible arguments).
+# --------------------------------------------------------------------------
+def check_input_shape(input_shape, spec):
+    """Validates `input_shape` against the spec's downsampling."""
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        raise ValueError(
+            "input_shape must be a tuple (height, width, channels). "
+            f"Received: input_shape={input_shape!r}"
+        )
+    for dim in input_shape:
+        if dim is not None and (
+            isinstance(dim, bool) or not isinstance(dim, int) or dim < 1
+        ):
+            raise ValueError(
+                "input_shape entries must be positive integers (or None for "
+                f"height/width). Received: input_shape={input_shape!r}"
+            )
+    if input_shape[2] is None:
+        raise ValueError(
+            "The channel dimension of input_shape must be known. "
+            f"Received: input_shape={input_shape!r}"
+        )
+    smallest = minimum_input_size(spec)
+    for dim in input_shape[:2]:
+        if dim is not None and smallest is not None and dim < smallest:
+            raise ValueError(
+                f"Input too small for {spec.name!r}: its downsampling needs height "
+                f"and width of at least {smallest}. Received: "
+                f"input_shape={tuple(input_shape)!r}. Use a larger input, fewer "
+                "stages, or a variant with less downsampling."
+            )
+
+
+def check_classes(classes):
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(
+            f"classes must be a positive integer. Received: classes={classes!r}"
+        )
+
+
+def check_weights(weights):
+    if weights is None:
+        return
+    if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(weights):
+        raise ValueError(
+            "weights must be None (random initialization) or the path to a "
+            "weights file saved with `model.save_weights(...)`; kerascnn ships no "
+            f"pretrained weights. Received: weights={weights!r}"
+        )
+
+
+def check_pooling(pooling):
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(
+            "pooling must be None, 'avg' or 'max'. " f"Received: pooling={pooling!r}"
+        )
+
+
+# --------------------------------------------------------------------------
+# Layer helpers.
+# --------------------------------------------------------------------------
+class _Ctx:
+    """Settings shared by every block while building one model."""
+
+    def __init__(self, spec):
+        self.momentum = spec.batch_norm_momentum
+        self.epsilon = spec.batch_norm_epsilon
+
+    def bn(self, name):
+        return layers.BatchNormalization(
+            momentum=self.momentum, epsilon=self.epsilon, name=name
+        )
+
+
+def _activation(x, activation, prefix):
+    if activation is None:
+        return x
+    suffix = "relu" if activation == "relu" else "act"
+    return layers.Activation(activation, name=f"{prefix}_{suffix}")(x)
+
+
+def _conv_bn_act(
+    x,
+    ctx,
+    prefix,
+    filters,
+    kernel_size,
+    strides=1,
+    padding="same",
+    batch_norm=True,
+    activation="relu",
+    use_bias=None,
+):
+    if use_bias is None:
+        use_bias = not batch_norm
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=use_bias,
+        kernel_initializer=CONV_INITIALIZER,
+        name=f"{prefix}_conv",
+    )(x)
+    if batch_norm:
+        x = ctx.bn(f"{prefix}_bn")(x)
+    return _activation(x, activation, prefix)
+
+
+def _conv_unit(x, unit, prefix, ctx):
+    return _conv_bn_act(
+        x,
+        ctx,
+        prefix,
+        unit.filters,
+        unit.kernel_size,
+        strides=unit.strides,
+        padding=unit.option("padding", "same"),
+        batch_norm=unit.option("batch_norm", True),
+        activation=unit.option("activation", "relu"),
+        use_bias=unit.option("use_bias"),
+    )
+
+
+def _separable_unit(x, unit, prefix, ctx):
+    # Options: batch_norm (after the pointwise conv, default True),
+    # dw_batch_norm (after the depthwise conv, default batch_norm),
+    # dw_activation (default "relu" when dw_batch_norm, else None),
+    # use_bias (pointwise, default not batch_norm) and dw_use_bias
+    # (default not dw_batch_norm).
+    batch_norm = unit.option("batch_norm", True)
+    dw_batch_norm = unit.option("dw_batch_norm", batch_norm)
+    dw_activation = unit.option("dw_activation", "relu" if dw_batch_norm else None)
+    dw_use_bias = unit.option("dw_use_bias", not dw_batch_norm)
+    x = layers.DepthwiseConv2D(
+        unit.kernel_size,
+        strides=unit.strides,
+        padding=unit.option("padding", "same"),
+        use_bias=dw_use_bias,
+        depthwise_initializer=CONV_INITIALIZER,
+        name=f"{prefix}_dw_conv",
+    )(x)
+    if dw_batch_norm:
+        x = ctx.bn(f"{prefix}_dw_bn")(x)
+    x = _activation(x, dw_activation, f"{prefix}_dw")
+    return _conv_bn_act(
+        x,
+        ctx,
+        f"{prefix}_pw",
+        unit.filters,
+        1,
+        batch_norm=batch_norm,
+        activation=unit.option("activation", "relu"),
+        use_bias=unit.option("use_bias"),
+    )
+
+
+def _residual_unit(x, unit, prefix, ctx):
+    in_channels = x.shape[-1]
+    out_channels = unit.output_channels
+    f = unit.filters
+    if unit.kind == "basic":
+        y = _conv_bn_act(x, ctx, f"{prefix}_1", f, unit.kernel_size, unit.strides)
+        y = _conv_bn_act(y, ctx, f"{prefix}_2", f, unit.kernel_size, activation=None)
+    else:
+        # ResNet v1.5 (torchvision, and the CIFAR ResNets): the stride is on
+        # the 3x3 convolution.
+        y = _conv_bn_act(x, ctx, f"{prefix}_1", f, 1)
+        y = _conv_bn_act(y, ctx, f"{prefix}_2", f, unit.kernel_size, unit.strides)
+        y = _conv_bn_act(y, ctx, f"{prefix}_3", out_channels, 1, activation=None)
+    if unit.strides != 1 or in_channels != out_channels:
+        shortcut = _conv_bn_act(
+            x, ctx, f"{prefix}_0", out_channels, 1, unit.strides, activation=None
+        )
+    else:
+        shortcut = x
+    x = layers.Add(name=f"{prefix}_add")([shortcut, y])
+    return layers.Activation("relu", name=f"{prefix}_out")(x)
+
+
+def _inception_unit(x, unit, prefix, ctx):
+    n1, r3, n3, r5, n5, pool_proj = unit.filters
+    b1 = _conv_bn_act(x, ctx, f"{prefix}_b1", n1, 1)
+    b2 = _conv_bn_act(x, ctx, f"{prefix}_b2a", r3, 1)
+    b2 = _conv_bn_act(b2, ctx, f"{prefix}_b2b", n3, 3)
+    b3 = _conv_bn_act(x, ctx, f"{prefix}_b3a", r5, 1)
+    if unit.option("double3x3", False):
+        b3 = _conv_bn_act(b3, ctx, f"{prefix}_b3b", n5, 3)
+        b3 = _conv_bn_act(b3, ctx, f"{prefix}_b3c", n5, 3)
+    else:
+        b3 = _conv_bn_act(b3, ctx, f"{prefix}_b3b", n5, 5)
+    b4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{prefix}_b4_pool")(x)
+    b4 = _conv_bn_act(b4, ctx, f"{prefix}_b4", pool_proj, 1)
+    return layers.Concatenate(name=f"{prefix}_concat")([b1, b2, b3, b4])
+
+
+_UNIT_BUILDERS = {
+    "conv": _conv_unit,
+    "separable": _separable_unit,
+    "basic": _residual_unit,
+    "bottleneck": _residual_unit,
+    "inception": _inception_unit,
+}
+
+
+def build_stage(x, stage, ctx):
+    """Applies every unit of `stage` (then its pool) to tensor `x`."""
+    for index, unit in enumerate(stage.units):
+        x = _UNIT_BUILDERS[unit.kind](x, unit, unit_prefix(stage, index, unit), ctx)
+    if stage.pool is not None:
+        pool_cls = layers.MaxPooling2D if stage.pool == "max" else layers.AveragePooling2D
+        x = pool_cls(
+            stage.pool_size,
+            strides=stage.pool_strides or stage.pool_size,
+            padding=stage.pool_padding,
+            name=f"{stage.name}_pool",
+        )(x)
+    return x
+
+
+def _build_head(x, spec, classes, classifier_activation):
+    head = spec.head
+    kind = head.kind
+    if kind in ("flatten_dense", "vgg_imagenet"):
+        x = layers.Flatten(name="head_flatten")(x)
+    else:
+        x = layers.GlobalAveragePooling2D(name="head_gap")(x)
+    if kind == "vgg_imagenet":
+        x = layers.Dense(4096, activation="relu", name="head_fc1")(x)
+        x = layers.Dense(4096, activation="relu", name="head_fc2")(x)
+    if head.dropout > 0:
+        x = layers.Dropout(head.dropout, name="head_dropout")(x)
+    return layers.Dense(
+        classes,
+        activation=classifier_activation,
+        use_bias=kind != "gap_conv1x1",
+        # Keep the logits in float32 under a mixed-precision policy.
+        dtype="float32"
+        if keras.config.dtype_policy().name.startswith("mixed")
+        else None,
+        name="predictions",
+    )(x)
+
+
+def build_model(
+    spec,
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+):
+    """Builds a Keras functional model from an `ArchSpec`.
+
+    Args:
+        spec: a `kerascnn.spec.ArchSpec`.
+        include_top: whether to add the spec's classifier head. Defaults to True.
+        weights: None (random initialization) or the path to a weights file.
+        input_tensor: optional Keras tensor to use as the model input.
+        input_shape: `(height, width, channels)`; ignored when `input_tensor`
+            is given. Defaults to `(32, 32, 3)`.
+        pooling: with `include_top=False`: None (4D output), `"avg"` or `"max"`.
+        classes: number of classes. Defaults to 1000.
+        classifier_activation: activation of the last layer (None for logits).
+            Defaults to `"softmax"`.
+        name: model name. Defaults to `spec.name`.
+
+    Returns:
+        A `keras.Model`.
+    """
+    if not isinstance(spec, ArchSpec):
+        raise TypeError(
+            f"spec must be a kerascnn.spec.ArchSpec. Received: {type(spec).__name__}"
+        )
+    check_weights(weights)
+    check_pooling(pooling)
+    if include_top:
+        check_classes(classes)
+    if input_tensor is not None:
+        shape = tuple(input_tensor.shape[1:])
+        check_input_shape(shape, spec)
+        inputs = input_tensor
+    else:
+        if input_shape is None:
+            input_shape = (32, 32, 3)
+        input_shape = tuple(input_shape)
+        check_input_shape(input_shape, spec)
+        inputs = keras.Input(shape=input_shape, name="input")
+    ctx = _Ctx(spec)
+    x = inputs
+    for stage in spec.stages:
+        x = build_stage(x, stage, ctx)
+    if include_top:
+        x = _build_head(x, spec, classes, classifier_activation)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    if input_tensor is not None:
+        model_inputs = keras.utils.get_source_inputs(input_tensor)
+    else:
+        model_inputs = inputs
+    model = keras.Model(model_inputs, x, name=name or spec.name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model

@@ -1,0 +1,331 @@
+"""The model zoo: one builder per model, plus `build(name, ...)` and `list_models()`.
+
+Every builder takes keras.applications' arguments (`include_top`, `weights`,
+`input_tensor`, `input_shape`, `pooling`, `classes`,
+`classifier_activation`, `name`) and kerascnn's: `template` (a
+filter-distribution template, see `kerascnn.templates`), `width_multiplier`,
+`filters` (an explicit per-layer or per-block list), `stages` (units per
+stage, e.g. `stages=(5, 5, 4, 2)` for a ResNet) and `variant` (`"cifar"`,
+`"imagenet"` or `"auto"`: ImageNet stem and head when the input is at least
+112 pixels on its smaller side).
+
+The order of operations is: base spec of the variant -> `stages` ->
+`filters` -> `template` -> `width_multiplier` -> Keras model.
+
+Example:
+
+>>> import kerascnn
+>>> model = kerascnn.zoo.build("resnet18", input_shape=(32, 32, 3), classes=10,
+...                            template="uniform", width_multiplier=0.5)
+>>> "resnet50" in kerascnn.zoo.list_models()
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from kerascnn import templates as _templates
+from kerascnn.builder import build_model
+from kerascnn.zoo import compact, inception_v1, mobilenet_v1, resnet, vgg
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """Registry entry of a zoo model."""
+
+    name: str
+    family: str
+    spec_fn: object  # (variant) -> ArchSpec
+    description: str
+    variants: tuple = ("cifar", "imagenet")
+    default_input_shape: tuple = (32, 32, 3)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+_ALIASES = {"googlenet": "inception", "mobilenet_v1": "mobilenet", "inception_v1": "inception"}
+
+
+def _register(info):
+    _REGISTRY[info.name] = info
+
+
+for _name in vgg.VGG_CONFIGS:
+    for _bn in (False, True):
+        _register(
+            ModelInfo(
+                name=_name + ("_bn" if _bn else ""),
+                family="vgg",
+                spec_fn=functools.partial(
+                    lambda variant, n, b: vgg.vgg_spec(n, variant, batch_norm=b),
+                    n=_name,
+                    b=_bn,
+                ),
+                description=f"VGG-{_name[3:]}" + (" with batch norm" if _bn else ""),
+            )
+        )
+for _name in resnet.RESNET_CONFIGS:
+    _register(
+        ModelInfo(
+            name=_name,
+            family="resnet",
+            spec_fn=functools.partial(lambda variant, n: resnet.resnet_spec(n, variant), n=_name),
+            description=f"ResNet-{_name[6:]} ({resnet.RESNET_CONFIGS[_name][0]} blocks)",
+        )
+    )
+_register(
+    ModelInfo(
+        name="inception",
+        family="inception",
+        spec_fn=lambda variant: inception_v1.inception_spec("inception", variant),
+        description="Inception v1 (GoogLeNet) with batch norm",
+    )
+)
+_register(
+    ModelInfo(
+        name="mobilenet",
+        family="mobilenet",
+        spec_fn=lambda variant: mobilenet_v1.mobilenet_spec("mobilenet", variant),
+        description="MobileNet v1",
+    )
+)
+for _name in compact.PAPER_PARAMS:
+    _register(
+        ModelInfo(
+            name=_name,
+            family="compact",
+            spec_fn=functools.partial(lambda variant, n: compact.compact_spec(n), n=_name),
+            description=(
+                f"efficient-CNN paper's {'MNIST' if 'mnist' in _name else 'CIFAR-10'} "
+                f"GAP net, {compact.PAPER_PARAMS[_name]:,} parameters"
+            ),
+            variants=("cifar",),
+            default_input_shape=(28, 28, 1) if "mnist" in _name else (32, 32, 3),
+        )
+    )
+
+
+def list_models(family=None):
+    """Returns the sorted names of the zoo models (optionally of one family)."""
+    return sorted(n for n, info in _REGISTRY.items() if family in (None, info.family))
+
+
+def get_info(name):
+    """Returns the `ModelInfo` of `name`, or raises a ValueError listing the models."""
+    if not isinstance(name, str):
+        raise TypeError(f"Model name must be a string. Received: {name!r}")
+    key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        raise ValueError(
+            f"Unknown model. Expected one of {list_models()}. Received: name={name!r}"
+        )
+    return _REGISTRY[key]
+
+
+def resolve_variant(info, variant, input_shape):
+    """Picks "cifar" or "imagenet" from `variant` and the input size."""
+    if variant not in ("auto", "cifar", "imagenet"):
+        raise ValueError(
+            "variant must be 'auto', 'cifar' or 'imagenet'. " f"Received: variant={variant!r}"
+        )
+    if variant == "auto":
+        spatial = [d for d in (input_shape or (None, None))[:2] if d is not None]
+        variant = "imagenet" if spatial and min(spatial) >= 112 else "cifar"
+    if variant not in info.variants:
+        raise ValueError(
+            f"{info.name!r} has no {variant!r} variant; it has {info.variants}. "
+            f"Received: variant={variant!r}"
+        )
+    return variant
+
+
+def get_spec(
+    name,
+    *,
+    input_shape=None,
+    variant="auto",
+    template="base",
+    width_multiplier=1.0,
+    filters=None,
+    stages=None,
+):
+    """Returns the final `ArchSpec` of a zoo model (what `build` would build).
+
+    Args:
+        name: a name from `list_models()`.
+        input_shape: used to pick the variant when `variant="auto"`.
+        variant: `"auto"`, `"cifar"` or `"imagenet"`.
+        template: a filter-distribution template. Defaults to `"base"`.
+        width_multiplier: positive float, applied after the template.
+        filters: optional explicit per-layer (per-block) filters.
+        stages: optional units per (non-stem) stage.
+    """
+    info = get_info(name)
+    variant = resolve_variant(info, variant, input_shape)
+    template = _templates.canonical_template(template)
+    _templates.check_width_multiplier(width_multiplier)
+    spec = info.spec_fn(variant)
+    if stages is not None:
+        spec = spec.with_depths(stages)
+    if filters is not None:
+        if isinstance(filters, (str, bytes)) or not hasattr(filters, "__iter__"):
+            raise ValueError(
+                "filters must be a list of positive integers, one per layer or "
+                f"block. Received: filters={filters!r}"
+            )
+        spec = spec.with_filters(list(filters))
+    return _templates.apply_template(spec, template, width_multiplier)
+
+
+def build(
+    model_name,
+    /,
+    *,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=10,
+    classifier_activation="softmax",
+    name=None,
+    template="base",
+    width_multiplier=1.0,
+    filters=None,
+    stages=None,
+    variant="auto",
+    **kwargs,
+):
+    """Builds the zoo model `model_name` (see the module docstring).
+
+    Args:
+        model_name: a name from `list_models()` (positional).
+        include_top: add the classifier head. Defaults to True.
+        weights: None or the path to a weights file.
+        input_tensor: optional Keras tensor used as the input.
+        input_shape: `(height, width, channels)`; defaults to `(32, 32, 3)`
+            (`(28, 28, 1)` for the MNIST compact nets, `(224, 224, 3)` for
+            `variant="imagenet"`).
+        pooling: `None`, `"avg"` or `"max"` when `include_top=False`.
+        classes: number of classes. Defaults to 10.
+        classifier_activation: last activation, None for logits.
+        name: the Keras model name. Defaults to the zoo name.
+        template: filter-distribution template. Defaults to `"base"`.
+        width_multiplier: multiplies every templated filter count.
+        filters: explicit per-layer / per-block filters.
+        stages: units per non-stem stage.
+        variant: `"auto"`, `"cifar"` or `"imagenet"`.
+        **kwargs: `alpha` for MobileNet (same as `width_multiplier`).
+
+    Returns:
+        A `keras.Model`.
+    """
+    info = get_info(model_name)
+    alpha = kwargs.pop("alpha", None)
+    if kwargs:
+        raise TypeError(f"Unexpected keyword arguments for {info.name!r}: {sorted(kwargs)}")
+    if alpha is not None:
+        _templates.check_width_multiplier(alpha)
+        _templates.check_width_multiplier(width_multiplier)
+        width_multiplier = width_multiplier * alpha
+    if input_tensor is not None:
+        shape_hint = tuple(input_tensor.shape[1:])
+    else:
+        shape_hint = input_shape
+    variant = resolve_variant(info, variant, shape_hint)
+    if input_tensor is None and input_shape is None:
+        input_shape = (224, 224, 3) if variant == "imagenet" else info.default_input_shape
+    spec = get_spec(
+        info.name,
+        input_shape=input_shape,
+        variant=variant,
+        template=template,
+        width_multiplier=width_multiplier,
+        filters=filters,
+        stages=stages,
+    )
+    return build_model(
+        spec,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+def _make_builder(model_name):
+    info = _REGISTRY[model_name]
+
+    def builder(
+        *,
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=10,
+        classifier_activation="softmax",
+        name=None,
+        template="base",
+        width_multiplier=1.0,
+        filters=None,
+        stages=None,
+        variant="auto",
+        **kwargs,
+    ):
+        return build(
+            model_name,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            template=template,
+            width_multiplier=width_multiplier,
+            filters=filters,
+            stages=stages,
+            variant=variant,
+            **kwargs,
+        )
+
+    builder.__name__ = builder.__qualname__ = model_name
+    builder.__doc__ = f"""Builds {info.description}.
+
+    Args:
+        include_top: add the classifier head. Defaults to True.
+        weights: None or the path to a weights file.
+        input_tensor: optional Keras tensor used as the input.
+        input_shape: `(height, width, channels)`. Defaults to
+            `{info.default_input_shape}` (`(224, 224, 3)` with `variant="imagenet"`).
+        pooling: `None`, `"avg"` or `"max"` when `include_top=False`.
+        classes: number of classes. Defaults to 10.
+        classifier_activation: last activation, None for logits.
+        name: the Keras model name. Defaults to `"{model_name}"`.
+        template: filter-distribution template
+            (`{", ".join(_templates.TEMPLATES)}`). Defaults to `"base"`.
+        width_multiplier: multiplies every templated filter count.
+        filters: explicit per-layer (per-block) filters.
+        stages: units per non-stem stage.
+        variant: `"auto"`, `"cifar"` or `"imagenet"` (available: {info.variants}).
+
+    Example:
+
+    >>> from kerascnn import zoo
+    >>> model = zoo.{model_name}(input_shape={info.default_input_shape}, classes=10)
+    """
+    return builder
+
+
+for _name in list(_REGISTRY):
+    globals()[_name] = _make_builder(_name)
+
+__all__ = ["build", "get_spec", "get_info", "list_models", "ModelInfo"] + list(_REGISTRY)
