@@ -40,6 +40,7 @@ SUBCOMMANDS = [
     ("kerascnn.cli", "add_list_parser"),
     ("kerascnn.cli", "add_summary_parser"),
     ("kerascnn.plots", "add_plot_filters_parser"),
+    ("kerascnn.stability_plot", "add_plot_stability_parser"),
 ]
 
 _HANDLED_ERRORS = (ValueError, TypeError, FileNotFoundError, OSError)

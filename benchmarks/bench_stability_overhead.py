@@ -1,0 +1,131 @@
+"""Epoch time of plain fit vs fit + StabilityStopping vs fit + LayerMetrics.
+
+Side by side in one process, on VGG-11-BN and ResNet-18 at CIFAR size
+(32x32x3, random data: the overhead does not depend on the values). Each
+configuration runs `--rounds` fits of `--epochs` epochs, interleaved; the
+first epoch of every fit (tracing) is the warm-up and is dropped; medians of
+the remaining epoch times and their ratios to plain fit are written to
+`benchmarks/results/stability_overhead.json` with the exact command.
+Target: overhead <= 3%.
+
+    python benchmarks/bench_stability_overhead.py            # full
+    python benchmarks/bench_stability_overhead.py --quick    # smoke test
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kerascnn import zoo  # noqa: E402
+from kerascnn.callbacks import LayerMetrics, StabilityStopping  # noqa: E402
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._t)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--models", default="vgg11_bn,resnet18")
+    parser.add_argument("--samples", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--width-multiplier", type=float, default=1.0)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--jit-compile", default="auto")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.samples, args.batch_size, args.epochs, args.rounds = 64, 16, 3, 1
+        args.width_multiplier = 0.125
+    if args.output is None:
+        suffix = "_quick" if args.quick else ""
+        args.output = os.path.join(ROOT, f"benchmarks/results/stability_overhead{suffix}.json")
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile.lower()]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.samples, args.size, args.size, 3)).astype("float32")
+    y = rng.integers(0, 10, args.samples)
+    results = {}
+    logdir = tempfile.mkdtemp(prefix="bench_layer_metrics_")
+    for name in args.models.split(","):
+        keras.utils.set_random_seed(0)
+        model = zoo.build(
+            name,
+            input_shape=(args.size, args.size, 3),
+            classes=10,
+            width_multiplier=args.width_multiplier,
+        )
+        model.compile(
+            keras.optimizers.SGD(0.01, momentum=0.9),
+            "sparse_categorical_crossentropy",
+            jit_compile=jit,
+        )
+        configs = {
+            "plain": lambda: [],
+            # patience large: never stops, every epoch is timed.
+            "stability_stopping": lambda: [StabilityStopping(patience=10**6)],
+            "layer_metrics": lambda: [LayerMetrics(logdir)],
+        }
+        times = {k: [] for k in configs}
+        for _ in range(args.rounds):
+            for key, make in configs.items():
+                timer = EpochTimer()
+                model.fit(
+                    x,
+                    y,
+                    batch_size=args.batch_size,
+                    epochs=args.epochs,
+                    verbose=0,
+                    callbacks=make() + [timer],
+                )
+                times[key] += timer.times[1:]  # drop the warm-up (tracing) epoch
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results[name] = {
+            "median_epoch_s": med,
+            "overhead_vs_plain": {k: med[k] / med["plain"] - 1.0 for k in med if k != "plain"},
+            "epoch_times_s": times,
+        }
+        print(
+            name,
+            {k: f"{v:.4f}s" for k, v in med.items()},
+            {k: f"{100 * v:+.1f}%" for k, v in results[name]["overhead_vs_plain"].items()},
+        )
+    out = {
+        "command": " ".join(
+            [os.path.basename(sys.executable), "benchmarks/bench_stability_overhead.py"]
+            + (argv if argv is not None else sys.argv[1:])
+        ),
+        "quick": args.quick,
+        "config": vars(args),
+        "keras": keras.__version__,
+        "results": results,
+        "target_overhead": 0.03,
+    }
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(out, f, indent=2)
+    print("wrote", args.output)
+
+
+if __name__ == "__main__":
+    main()

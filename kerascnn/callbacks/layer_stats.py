@@ -1,0 +1,626 @@
+"""Per-layer statistics accumulated inside the compiled training step.
+
+This is the one mechanism that every kerascnn callback needing per-layer
+statistics uses (`StabilityStopping`, `LayerMetrics`, and the gradient score of
+layer dropping). It adds no forward pass and no per-batch host round trip: the
+statistics are reductions of tensors that the training step computes anyway,
+accumulated into non-trainable `tf.Variable`s that callbacks read once per
+epoch (or once per `update_freq` window).
+
+How it hooks into `fit()` (TensorFlow backend):
+
+* **Activations.** The `call` of every monitored layer is shadowed by an
+  instance attribute that calls the original `call` and, only while the
+  training step is being traced, records the output's moments (count, mean,
+  sum of squared deviations, all in float32 so mixed precision is safe).
+  Outside the training step (evaluate, predict, symbolic calls) the wrapper
+  is a pass-through. A layer called several times in one step contributes one
+  statistic over all its outputs.
+* **Training step.** `model.train_step` is shadowed the same way: it traces
+  the original `train_step` with this collector active, then turns the
+  recorded moments into one statistic per layer and step (the unbiased
+  standard deviation and the mean of the whole tensor, batch x H x W x C)
+  and adds them to the accumulators. Under a `tf.distribute` strategy with
+  several replicas the moments are combined exactly over replicas (Chan's
+  parallel formula, two all-reduces of one small vector per step), so the
+  statistic is that of the global batch.
+* **Gradients.** The (inner, for `LossScaleOptimizer`) optimizer's
+  `_all_reduce_sum_gradients` is shadowed: its output is the gradients that
+  the optimizer applies, all-reduced over replicas and unscaled under mixed
+  precision; the requested gradient statistics are accumulated from them.
+* Installing or changing the hooks forces Keras to rebuild the train function
+  (`model.make_train_function(force=True)`; keras' `fit()` calls it before
+  `on_train_begin`, then looks `model.train_function` up at every step), and
+  uninstalling resets `model.train_function = None` so the next `fit()`
+  builds a clean one. Hooks are set with `object.__setattr__`, so Keras'
+  tracking never sees them and the model saves and loads unchanged; the
+  accumulators belong to the collector, not to the model.
+
+Consumer API (for callbacks):
+
+```python
+stats = LayerStatistics.acquire(
+    model, owner=self,
+    activations=["stage1_pool"],          # layers whose output std/mean to track
+    gradients=["stage1_conv1_conv"],      # layers whose gradients to track
+    gradient_stats=("sum", "abs_sum"),    # any of GRADIENT_STATS
+)
+stats.begin_epoch(epoch)                  # in on_epoch_begin: resets once per epoch
+result = stats.read()                     # in on_epoch_end: one device->host read
+result.activations["stage1_pool"]["std"]  # mean over the epoch's steps
+result.gradients["stage1_conv1_conv"]["sum"]  # list of arrays, one per weight
+stats.release(self)                       # in on_train_end: last one uninstalls
+```
+
+Several consumers share one collector per model (the union of their
+requests); the accumulators hold totals since the last `begin_epoch`, and
+`read()` results are cached until the next step runs or the next reset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import threading
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+GRADIENT_STATS = ("sum", "abs_sum", "norm")
+"""Gradient statistics a consumer may request.
+
+* `"sum"`: per weight element, the sum over steps of the gradient (one array
+  per trainable weight of the layer, same shape as the weight).
+* `"abs_sum"`: per weight element, the sum over steps of |gradient|.
+* `"norm"`: per layer, the mean over steps of the L2 norm of the layer's
+  gradient (all its trainable weights together).
+"""
+
+_CONV_CLASSES = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+_STAGE_PREFIX = re.compile(r"^(stem\d*|stage\d+)_")
+
+_STATE = threading.local()
+
+
+def _active_record():
+    stack = getattr(_STATE, "stack", None)
+    return stack[-1] if stack else None
+
+
+# --------------------------------------------------------------------------
+# Layer discovery.
+# --------------------------------------------------------------------------
+def iter_layers(model):
+    """Yields the layers of `model`, descending into nested models, in order."""
+    seen = set()
+
+    def walk(m):
+        for layer in m.layers:
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            yield layer
+            if isinstance(layer, keras.Model):
+                yield from walk(layer)
+
+    yield from walk(model)
+
+
+def find_layer(model, name):
+    """Returns the layer called `name` in `model` or a nested model.
+
+    Raises:
+        ValueError: no such layer; the message lists the available names.
+    """
+    for layer in iter_layers(model):
+        if layer.name == name:
+            return layer
+    names = [layer.name for layer in iter_layers(model)]
+    raise ValueError(
+        f"No layer named {name!r} in model {model.name!r}. Available layers: "
+        f"{', '.join(names)}. Received: layers={name!r}"
+    )
+
+
+def default_monitored_layers(model):
+    """Names of the layers whose outputs are monitored by default.
+
+    For kerascnn zoo models (every convolution named `stem*_...` or
+    `stageN_...`, see `kerascnn.builder`) these are the stage outputs: the
+    last layer of each stage prefix in `model.layers` order (for ResNet the
+    last block's `_out` ReLU, for VGG the stage's `_pool`), which equals
+    `kerascnn.builder.stage_output_names(spec)`. For any other model, its
+    convolution layers (Conv, DepthwiseConv, SeparableConv, ConvTranspose).
+    Nested models are searched too.
+
+    Args:
+        model: a built `keras.Model`.
+
+    Returns:
+        A list of layer names, possibly empty.
+
+    Example:
+
+    >>> from kerascnn import zoo
+    >>> m = zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125)
+    >>> default_monitored_layers(m)[:2]
+    ['stem_conv1_relu', 'stage1_block2_out']
+    """
+    layers = list(iter_layers(model))
+    convs = [layer for layer in layers if isinstance(layer, _CONV_CLASSES)]
+    if convs and all(_STAGE_PREFIX.match(layer.name) for layer in convs):
+        last = {}
+        for layer in layers:
+            match = _STAGE_PREFIX.match(layer.name)
+            if match:
+                last[match.group(1)] = layer.name
+        return list(last.values())
+    return [layer.name for layer in convs]
+
+
+def resolve_layers(model, layers, argument="layers"):
+    """Turns `"auto"` or a list of names into a list of distinct layer names."""
+    if isinstance(layers, str) and layers == "auto":
+        names = default_monitored_layers(model)
+        if not names:
+            raise ValueError(
+                f"Model {model.name!r} has nothing to monitor: no convolution "
+                "layer and no kerascnn stage output. Pass layer names "
+                f"explicitly. Received: {argument}='auto'"
+            )
+        return names
+    if isinstance(layers, str):
+        layers = [layers]
+    names = []
+    for name in layers:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{argument} must be 'auto' or a list of layer names. "
+                f"Received: {argument}={layers!r}"
+            )
+        find_layer(model, name)
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ValueError(
+            f"{argument} must name at least one layer. Received: {argument}={layers!r}"
+        )
+    return names
+
+
+# --------------------------------------------------------------------------
+# Trace-time recording.
+# --------------------------------------------------------------------------
+class _StepRecord:
+    """Moments recorded while one training step is traced."""
+
+    def __init__(self, collector):
+        self.collector = collector
+        self.moments = {}  # layer index -> (n, mean, m2), float32 scalars
+
+    def add(self, index, outputs):
+        tensor = tf.nest.flatten(outputs)[0]
+        x = tf.cast(tensor, tf.float32)
+        n = tf.cast(tf.size(x), tf.float32)
+        mean = tf.reduce_mean(x)
+        m2 = tf.reduce_sum(tf.square(x - mean))
+        if index in self.moments:
+            n0, mean0, m20 = self.moments[index]
+            total = n0 + n
+            delta = mean - mean0
+            mean = mean0 + delta * n / total
+            m2 = m20 + m2 + tf.square(delta) * n0 * n / total
+            n = total
+        self.moments[index] = (n, mean, m2)
+
+
+def _combine_over_replicas(n, mean, m2):
+    """Exact moments of the global batch from per-replica moments (vectors)."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return n, mean, m2
+    total_n, total_s = tf.unstack(
+        ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack([n, n * mean])), axis=0
+    )
+    global_mean = total_s / total_n
+    total_m2 = ctx.all_reduce(tf.distribute.ReduceOp.SUM, m2 + n * tf.square(mean - global_mean))
+    return total_n, global_mean, total_m2
+
+
+@dataclasses.dataclass
+class LayerStatisticsResult:
+    """What `LayerStatistics.read()` returns (plain numpy/python values).
+
+    Attributes:
+        activations: `{layer: {"std": float, "mean": float, "steps": int}}`,
+            means over the steps since the last reset of the per-step
+            unbiased std and mean of the layer's whole output tensor;
+            `nan` when no step ran.
+        gradients: `{layer: {"sum": [array], "abs_sum": [array], "norm": float,
+            "steps": int}}` with the requested gradient statistics.
+        sums: raw accumulator totals, for consumers that difference windows:
+            `{"act_std": array[L], "act_mean": array[L], "act_steps": array[L],
+            "grad_norm": array[G], "grad_steps": float}`, index order of
+            `LayerStatistics.activation_layers` / `gradient_layers`.
+    """
+
+    activations: dict
+    gradients: dict
+    sums: dict
+
+
+class LayerStatistics:
+    """Per-layer statistics of one model, accumulated in its training step.
+
+    Get one with `LayerStatistics.acquire(model, owner, ...)` (one collector
+    per model, shared by all consumers); see the module docstring for the
+    design and the consumer API.
+
+    Args:
+        model: the `keras.Model` being trained (TensorFlow backend).
+    """
+
+    _registry = weakref.WeakKeyDictionary()
+
+    def __init__(self, model):
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError(
+                "LayerStatistics needs the TensorFlow backend. "
+                f"Received: backend={keras.backend.backend()!r}"
+            )
+        self._model_ref = weakref.ref(model)
+        self._requests = {}  # owner id -> (weakref or None, activations, gradients, stats)
+        self.activation_layers = []
+        self.gradient_layers = []
+        self.gradient_stats = ()
+        self._installed = False
+        self._hooked_layers = []
+        self._hooked_optimizer = None
+        self._variables = {}
+        self._var_slots = {}
+        self._epoch = None
+        self._cache = None
+
+    # ------------------------------------------------------------------
+    # Consumers.
+    # ------------------------------------------------------------------
+    @classmethod
+    def get(cls, model):
+        """The collector attached to `model`, or None."""
+        return cls._registry.get(model)
+
+    @classmethod
+    def acquire(cls, model, owner, *, activations=(), gradients=(), gradient_stats=()):
+        """Registers `owner`'s request and (re)installs the hooks if needed.
+
+        Args:
+            model: the model being trained.
+            owner: the consumer (usually the callback); one request per owner,
+                a second call replaces the first.
+            activations: layer names whose output statistics to accumulate.
+            gradients: layer names whose gradient statistics to accumulate.
+            gradient_stats: subset of `GRADIENT_STATS`.
+
+        Returns:
+            The model's `LayerStatistics`.
+        """
+        for stat in gradient_stats:
+            if stat not in GRADIENT_STATS:
+                raise ValueError(
+                    f"Unknown gradient statistic {stat!r}; expected one of "
+                    f"{GRADIENT_STATS}. Received: gradient_stats={gradient_stats!r}"
+                )
+        for name in list(activations) + list(gradients):
+            find_layer(model, name)
+        collector = cls._registry.get(model)
+        if collector is None:
+            collector = cls(model)
+            cls._registry[model] = collector
+        collector._requests[id(owner)] = (
+            tuple(activations),
+            tuple(gradients),
+            tuple(gradient_stats),
+        )
+        collector._refresh()
+        return collector
+
+    def release(self, owner):
+        """Drops `owner`'s request; the last release uninstalls everything."""
+        self._requests.pop(id(owner), None)
+        if self._requests:
+            self._refresh()
+        else:
+            self.uninstall()
+
+    @classmethod
+    def remove(cls, model):
+        """Uninstalls every hook from `model` (e.g. after an interrupted fit)."""
+        collector = cls._registry.get(model)
+        if collector is not None:
+            collector._requests.clear()
+            collector.uninstall()
+
+    def begin_epoch(self, epoch):
+        """Resets the accumulators, once per `epoch` whoever calls first."""
+        if self._epoch == epoch:
+            return
+        self._epoch = epoch
+        self.reset()
+
+    def reset(self):
+        """Sets every accumulator to zero."""
+        for var in self._variables.values():
+            var.assign(tf.zeros(var.shape, var.dtype))
+        self._cache = None
+
+    def read(self):
+        """Reads the accumulators once and returns a `LayerStatisticsResult`."""
+        model = self._model_ref()
+        step = None
+        if model is not None and model.optimizer is not None:
+            step = int(model.optimizer.iterations.numpy())
+        if self._cache is not None and self._cache[0] == step:
+            return self._cache[1]
+        values = {key: np.asarray(var.numpy()) for key, var in self._variables.items()}
+        result = self._assemble(values)
+        self._cache = (step, result)
+        return result
+
+    # ------------------------------------------------------------------
+    # Installation.
+    # ------------------------------------------------------------------
+    def _refresh(self):
+        activations, gradients, stats = [], [], []
+        for acts, grads, gstats in self._requests.values():
+            activations += [n for n in acts if n not in activations]
+            gradients += [n for n in grads if n not in gradients]
+            stats += [s for s in gstats if s not in stats]
+        wanted = (activations, gradients, tuple(s for s in GRADIENT_STATS if s in stats))
+        current = (self.activation_layers, self.gradient_layers, self.gradient_stats)
+        if self._installed and wanted == current:
+            return
+        self.uninstall(keep_registry=True)
+        self.activation_layers, self.gradient_layers, self.gradient_stats = wanted
+        self._install()
+
+    def _install(self):
+        model = self._model_ref()
+        strategy = model.distribute_strategy
+        n_act = len(self.activation_layers)
+        variables = {}
+
+        def make(name, shape, aggregation):
+            return tf.Variable(
+                tf.zeros(shape, tf.float32),
+                trainable=False,
+                name=f"kerascnn_layer_stats_{name}",
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=aggregation,
+            )
+
+        first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        with strategy.scope():
+            # All per-step values are identical on every replica once combined,
+            # so the first replica's copy is the global total.
+            variables["act_std"] = make("act_std", (n_act,), first)
+            variables["act_mean"] = make("act_mean", (n_act,), first)
+            variables["act_steps"] = make("act_steps", (n_act,), first)
+            if self.gradient_layers and self.gradient_stats:
+                variables["grad_steps"] = make("grad_steps", (), first)
+                if "norm" in self.gradient_stats:
+                    variables["grad_norm"] = make("grad_norm", (len(self.gradient_layers),), first)
+                for li, name in enumerate(self.gradient_layers):
+                    layer = find_layer(model, name)
+                    for wi, weight in enumerate(layer.trainable_weights):
+                        for stat in ("sum", "abs_sum"):
+                            if stat in self.gradient_stats:
+                                key = f"grad_{stat}/{li}/{wi}"
+                                variables[key] = make(
+                                    key.replace("/", "_"), tuple(weight.shape), first
+                                )
+        self._variables = variables
+        self._var_slots = {}
+        for li, name in enumerate(self.gradient_layers):
+            for wi, weight in enumerate(find_layer(model, name).trainable_weights):
+                for ref in (getattr(weight, "_value", None), weight):
+                    if ref is not None:
+                        self._var_slots[id(ref)] = (li, wi)
+
+        for index, name in enumerate(self.activation_layers):
+            self._hook_layer(find_layer(model, name), index)
+        self._hook_train_step(model)
+        if self.gradient_layers and self.gradient_stats:
+            self._hook_optimizer(model)
+        self._installed = True
+        self._epoch = None
+        self._cache = None
+        # Keras' fit() built the train function before on_train_begin; a
+        # fresh one traces the hooked step (building is lazy and cheap).
+        model.make_train_function(force=True)
+
+    def uninstall(self, keep_registry=False):
+        """Removes every hook; the model is left exactly as it was."""
+        model = self._model_ref()
+        for layer in self._hooked_layers:
+            if "call" in layer.__dict__:
+                object.__delattr__(layer, "call")
+        self._hooked_layers = []
+        if model is not None and "train_step" in model.__dict__:
+            object.__delattr__(model, "train_step")
+        if self._hooked_optimizer is not None:
+            opt = self._hooked_optimizer
+            if "_all_reduce_sum_gradients" in opt.__dict__:
+                object.__delattr__(opt, "_all_reduce_sum_gradients")
+            self._hooked_optimizer = None
+        was_installed = self._installed
+        self._installed = False
+        self._variables = {}
+        self._var_slots = {}
+        self.activation_layers, self.gradient_layers, self.gradient_stats = [], [], ()
+        if model is not None:
+            if was_installed:
+                model.train_function = None
+            if not keep_registry:
+                self._registry.pop(model, None)
+
+    def _hook_layer(self, layer, index):
+        if "call" in layer.__dict__:
+            raise ValueError(
+                f"Layer {layer.name!r} already has an instance-level `call` "
+                "(another hook?); cannot monitor it."
+            )
+        original = layer.call
+        collector_ref = weakref.ref(self)
+
+        @functools.wraps(original)
+        def call(*args, **kwargs):
+            outputs = original(*args, **kwargs)
+            record = _active_record()
+            if record is not None and record.collector is collector_ref():
+                record.add(index, outputs)
+            return outputs
+
+        object.__setattr__(layer, "call", call)
+        self._hooked_layers.append(layer)
+
+    def _hook_train_step(self, model):
+        original = model.train_step
+        collector_ref = weakref.ref(self)
+
+        @functools.wraps(original)
+        def train_step(data):
+            collector = collector_ref()
+            if collector is None:
+                return original(data)
+            record = _StepRecord(collector)
+            stack = getattr(_STATE, "stack", None)
+            if stack is None:
+                stack = _STATE.stack = []
+            stack.append(record)
+            try:
+                outputs = original(data)
+            finally:
+                stack.pop()
+            collector._accumulate_activations(record)
+            return outputs
+
+        object.__setattr__(model, "train_step", train_step)
+
+    def _hook_optimizer(self, model):
+        optimizer = model.optimizer
+        if optimizer is None:
+            raise ValueError("Gradient statistics need a compiled model (no optimizer).")
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        if not hasattr(inner, "_all_reduce_sum_gradients"):
+            raise RuntimeError(
+                f"Cannot hook the gradients of optimizer {type(inner).__name__}: "
+                "it has no `_all_reduce_sum_gradients` (keras 3 TensorFlow "
+                "optimizers have it)."
+            )
+        original = inner._all_reduce_sum_gradients
+        collector_ref = weakref.ref(self)
+
+        @functools.wraps(original)
+        def all_reduce_sum_gradients(grads_and_vars):
+            reduced = original(grads_and_vars)
+            collector = collector_ref()
+            record = _active_record()
+            if collector is not None and record is not None and record.collector is collector:
+                collector._accumulate_gradients(reduced)
+            return reduced
+
+        object.__setattr__(inner, "_all_reduce_sum_gradients", all_reduce_sum_gradients)
+        self._hooked_optimizer = inner
+
+    # ------------------------------------------------------------------
+    # In-graph accumulation.
+    # ------------------------------------------------------------------
+    def _accumulate_activations(self, record):
+        if not record.moments:
+            return
+        indices = sorted(record.moments)
+        n = tf.stack([record.moments[i][0] for i in indices])
+        mean = tf.stack([record.moments[i][1] for i in indices])
+        m2 = tf.stack([record.moments[i][2] for i in indices])
+        n, mean, m2 = _combine_over_replicas(n, mean, m2)
+        std = tf.sqrt(m2 / tf.maximum(n - 1.0, 1.0))
+        size = len(self.activation_layers)
+        idx = tf.constant([[i] for i in indices], tf.int32)
+
+        def scatter(values):
+            return tf.scatter_nd(idx, values, (size,))
+
+        self._variables["act_std"].assign_add(scatter(std))
+        self._variables["act_mean"].assign_add(scatter(mean))
+        self._variables["act_steps"].assign_add(scatter(tf.ones_like(std)))
+
+    def _accumulate_gradients(self, grads_and_vars):
+        sq_norms = [[] for _ in self.gradient_layers]
+        found = False
+        for grad, var in grads_and_vars:
+            slot = self._var_slots.get(id(var))
+            if grad is None or slot is None:
+                continue
+            found = True
+            li, wi = slot
+            g = tf.cast(tf.convert_to_tensor(grad), tf.float32)
+            if "sum" in self.gradient_stats:
+                self._variables[f"grad_sum/{li}/{wi}"].assign_add(g)
+            if "abs_sum" in self.gradient_stats:
+                self._variables[f"grad_abs_sum/{li}/{wi}"].assign_add(tf.abs(g))
+            if "norm" in self.gradient_stats:
+                sq_norms[li].append(tf.reduce_sum(tf.square(g)))
+        if not found:
+            return
+        if "norm" in self.gradient_stats:
+            norms = tf.stack([tf.sqrt(tf.add_n(s)) if s else tf.constant(0.0) for s in sq_norms])
+            self._variables["grad_norm"].assign_add(norms)
+        self._variables["grad_steps"].assign_add(1.0)
+
+    # ------------------------------------------------------------------
+    # Host side.
+    # ------------------------------------------------------------------
+    def _assemble(self, values):
+        activations = {}
+        steps = values.get("act_steps", np.zeros(0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for i, name in enumerate(self.activation_layers):
+                count = float(steps[i])
+                activations[name] = {
+                    "std": float(values["act_std"][i] / count) if count else float("nan"),
+                    "mean": float(values["act_mean"][i] / count) if count else float("nan"),
+                    "steps": int(count),
+                }
+        gradients = {}
+        grad_steps = float(values.get("grad_steps", 0.0))
+        model = self._model_ref()
+        for li, name in enumerate(self.gradient_layers):
+            entry = {"steps": int(grad_steps)}
+            n_weights = len(find_layer(model, name).trainable_weights) if model else 0
+            for stat in ("sum", "abs_sum"):
+                if stat in self.gradient_stats:
+                    entry[stat] = [values[f"grad_{stat}/{li}/{wi}"] for wi in range(n_weights)]
+            if "norm" in self.gradient_stats:
+                total = float(values["grad_norm"][li])
+                entry["norm"] = total / grad_steps if grad_steps else float("nan")
+            gradients[name] = entry
+        sums = {
+            key: values[key]
+            for key in ("act_std", "act_mean", "act_steps", "grad_norm", "grad_steps")
+            if key in values
+        }
+        return LayerStatisticsResult(activations=activations, gradients=gradients, sums=sums)

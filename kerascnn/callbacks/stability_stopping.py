@@ -1,0 +1,247 @@
+"""Validation-free early stopping from per-layer output stability."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import keras
+
+from kerascnn.callbacks.layer_stats import LayerStatistics, resolve_layers
+
+PAPER_PATIENCE = 3
+"""The paper's rule: all layers unchanged at the check epoch and two more."""
+
+
+def round_half_even(value, decimals):
+    """Rounds `value` to `decimals` places, ties to even (Python's `round`)."""
+    return round(float(value), decimals)
+
+
+class StabilityRule:
+    """The stopping rule on a stream of per-epoch, per-layer means μ.
+
+    Each epoch `update(epoch, mu)` rounds every layer's μ half to even to
+    `decimals` places and compares it with the previous monitored epoch; an
+    epoch is *stable* when no layer's rounded μ changed (δ = 0 for all
+    layers). The rule fires at the epoch where `patience` consecutive epochs
+    have been stable, that is, `patience + 1` identical rounded values in a
+    row. Epochs with index below `start_from_epoch` are ignored. A NaN μ
+    resets the count and makes no decision.
+
+    Args:
+        decimals: the rounding precision r. Defaults to 2.
+        patience: consecutive stable epochs needed. Defaults to 3.
+        start_from_epoch: first (0-based) epoch index considered. Defaults to 0.
+
+    Example:
+
+    >>> rule = StabilityRule(decimals=2, patience=3)
+    >>> [rule.update(e, {"l": v}) for e, v in enumerate([0.2, 0.1, 0.1, 0.1, 0.1])]
+    [False, False, False, False, True]
+    """
+
+    def __init__(self, decimals=2, patience=PAPER_PATIENCE, start_from_epoch=0):
+        if not isinstance(decimals, int) or isinstance(decimals, bool) or decimals < 0:
+            raise ValueError(f"decimals must be an integer >= 0. Received: decimals={decimals!r}")
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
+            raise ValueError(f"patience must be an integer >= 1. Received: patience={patience!r}")
+        if (
+            not isinstance(start_from_epoch, int)
+            or isinstance(start_from_epoch, bool)
+            or start_from_epoch < 0
+        ):
+            raise ValueError(
+                "start_from_epoch must be an integer >= 0. "
+                f"Received: start_from_epoch={start_from_epoch!r}"
+            )
+        self.decimals = decimals
+        self.patience = patience
+        self.start_from_epoch = start_from_epoch
+        self.reset()
+
+    def reset(self):
+        self.previous = None
+        self.stable_epochs = 0
+
+    def update(self, epoch, mu):
+        """Feeds epoch `epoch`'s `{layer: μ}`; returns True when training should stop."""
+        if epoch < self.start_from_epoch:
+            return False
+        if any(not math.isfinite(float(v)) for v in mu.values()):
+            self.reset()
+            return False
+        rounded = {name: round_half_even(v, self.decimals) for name, v in mu.items()}
+        if self.previous is not None and rounded == self.previous:
+            self.stable_epochs += 1
+        else:
+            self.stable_epochs = 0
+        self.previous = rounded
+        return self.stable_epochs >= self.patience
+
+
+def stability_stop_epoch(mu_history, decimals=2, patience=PAPER_PATIENCE, start_from_epoch=0):
+    """The 0-based epoch at which the rule stops on a μ history, or None.
+
+    Args:
+        mu_history: a list (one entry per epoch) of `{layer: μ}` dicts.
+        decimals, patience, start_from_epoch: as in `StabilityRule`.
+    """
+    rule = StabilityRule(decimals, patience, start_from_epoch)
+    for epoch, mu in enumerate(mu_history):
+        if rule.update(epoch, mu):
+            return epoch
+    return None
+
+
+class StabilityStopping(keras.callbacks.Callback):
+    """Stops training when every monitored layer's output spread is stable.
+
+    "When do CNNs stop learning?" (ICLR 2022 submission): at every training
+    iteration take the unbiased standard deviation α of each monitored
+    layer's whole output tensor (batch x H x W x C, training mode); the
+    epoch's μ is the mean of α over the epoch's iterations. Training stops
+    once the μ of every layer, rounded half to even to `decimals` places, is
+    unchanged for `patience` consecutive epochs. μ comes from the training
+    step itself (see `kerascnn.callbacks.layer_stats`): no validation data,
+    no extra forward pass.
+
+    Two rules, both reachable:
+
+    * The paper (Sec. 3.3, Table 1): δ = 0 for all layers at the check epoch
+      "and for two more epochs": `patience=3` (the default). Table 1's
+      ResNet-18/CIFAR-100 values are equal at epochs 73-76 (1-based), so the
+      rule fires at epoch 76 (`stopped_epoch == 75`, 0-based as in Keras).
+    * The public reference code: five identical rounded epochs, checking from
+      epoch 5 (1-based): `patience=4, start_from_epoch=4`.
+
+    `stability/<layer>` (the unrounded μ) is added to the epoch logs, so
+    `History`, `CSVLogger` and `TensorBoard` placed after this callback see
+    it (`kerascnn plot-stability` draws them). After training,
+    `stopped_epoch` (0-based, 0 when not stopped), `epochs_run`,
+    `planned_epochs`, `epochs_saved` and `fraction_saved` (of the planned
+    epochs of this `fit`) are set.
+
+    Args:
+        decimals: rounding precision r. Defaults to 2 (the paper's choice).
+        patience: consecutive stable epochs before stopping. Defaults to 3.
+        start_from_epoch: epochs with a smaller 0-based index are ignored.
+            Defaults to 0.
+        layers: `"auto"` (stage outputs of kerascnn zoo models, else every
+            convolution layer; see `default_monitored_layers`) or a list of
+            layer names. Defaults to `"auto"`.
+        verbose: 0 or 1; 1 prints the stop and the compute saved. Defaults to 0.
+
+    Example:
+
+    >>> model.fit(x, y, epochs=200, callbacks=[StabilityStopping(verbose=1)])
+    >>> callback.stopped_epoch, callback.fraction_saved
+    """
+
+    def __init__(
+        self,
+        decimals=2,
+        patience=PAPER_PATIENCE,
+        start_from_epoch=0,
+        layers="auto",
+        verbose=0,
+    ):
+        super().__init__()
+        self._rule = StabilityRule(decimals, patience, start_from_epoch)
+        if not (isinstance(layers, str) and layers == "auto"):
+            if isinstance(layers, str):
+                layers = [layers]
+            if not isinstance(layers, (list, tuple)) or not all(isinstance(n, str) for n in layers):
+                raise TypeError(
+                    f"layers must be 'auto' or a list of layer names. Received: layers={layers!r}"
+                )
+            layers = list(layers)
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={verbose!r}")
+        self.decimals = decimals
+        self.patience = patience
+        self.start_from_epoch = start_from_epoch
+        self.layers = layers
+        self.verbose = verbose
+        self._stats = None
+        self._reset_results()
+
+    def _reset_results(self):
+        self.stopped_epoch = 0
+        self.epochs_run = 0
+        self.planned_epochs = 0
+        self.epochs_saved = 0
+        self.fraction_saved = 0.0
+        self.history = []
+        self.monitored_layers = []
+        self._initial_epoch = None
+        self._rule.reset()
+
+    def __deepcopy__(self, memo):
+        # keras-tuner deep-copies callbacks: copy the configuration and the
+        # results, never the model, the collector or its variables.
+        new = type(self)(
+            decimals=self.decimals,
+            patience=self.patience,
+            start_from_epoch=self.start_from_epoch,
+            layers=copy.deepcopy(self.layers, memo),
+            verbose=self.verbose,
+        )
+        for attr in ("stopped_epoch", "epochs_run", "planned_epochs", "epochs_saved"):
+            setattr(new, attr, getattr(self, attr))
+        new.fraction_saved = self.fraction_saved
+        new.history = copy.deepcopy(self.history, memo)
+        new.monitored_layers = list(self.monitored_layers)
+        return new
+
+    def on_train_begin(self, logs=None):
+        self._reset_results()
+        self.monitored_layers = resolve_layers(self.model, self.layers)
+        self._stats = LayerStatistics.acquire(self.model, self, activations=self.monitored_layers)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._initial_epoch is None:
+            self._initial_epoch = epoch
+        self._stats.begin_epoch(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        result = self._stats.read()
+        mu = {name: result.activations[name]["std"] for name in self.monitored_layers}
+        self.history.append(mu)
+        self.epochs_run += 1
+        if logs is not None:
+            for name, value in mu.items():
+                logs[f"stability/{name}"] = value
+        if epoch < self.start_from_epoch:
+            return
+        bad = [name for name, value in mu.items() if not math.isfinite(value)]
+        if bad:
+            warnings.warn(
+                f"StabilityStopping: non-finite μ at epoch {epoch + 1} for layers "
+                f"{bad}; no stop decision this epoch.",
+                stacklevel=2,
+            )
+        if self._rule.update(epoch, mu):
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._stats is not None:
+            self._stats.release(self)
+            self._stats = None
+        epochs = (self.params or {}).get("epochs") or 0
+        start = self._initial_epoch or 0
+        self.planned_epochs = max(epochs - start, self.epochs_run)
+        self.epochs_saved = self.planned_epochs - self.epochs_run
+        self.fraction_saved = (
+            self.epochs_saved / self.planned_epochs if self.planned_epochs else 0.0
+        )
+        if self.verbose and self.stopped_epoch:
+            print(
+                f"Epoch {self.stopped_epoch + 1}: StabilityStopping: all "
+                f"{len(self.monitored_layers)} "
+                f"monitored layers stable for {self.patience} epochs at {self.decimals} decimals; "
+                f"ran {self.epochs_run} of {self.planned_epochs} planned epochs, saved "
+                f"{self.epochs_saved} ({100 * self.fraction_saved:.1f}%)."
+            )

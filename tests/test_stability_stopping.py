@@ -1,0 +1,169 @@
+"""Tests of StabilityStopping and its stopping rule."""
+
+import copy
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from kerascnn import zoo
+from kerascnn.callbacks import LayerStatistics, StabilityStopping
+from kerascnn.callbacks.stability_stopping import (
+    StabilityRule,
+    round_half_even,
+    stability_stop_epoch,
+)
+
+# The paper's Table 1 (ResNet-18 on CIFAR-100): p2(μ) of layers 1, 5, 9, 13
+# and 18 are 0.14, 0.19, 0.14, 0.09, 0.44 at epochs 73, 74, 75 and 76
+# (1-based), and training stops at epoch 76.
+TABLE1 = {"layer1": 0.14, "layer5": 0.19, "layer9": 0.14, "layer13": 0.09, "layer18": 0.44}
+
+
+def table1_history():
+    history = []
+    for epoch in range(1, 77):  # 1-based epochs 1..76
+        if epoch < 73:
+            # Still moving: every epoch before 73 differs at 2 decimals.
+            drift = 0.01 * (73 - epoch)
+            history.append({k: v + drift + 0.001 for k, v in TABLE1.items()})
+        else:
+            # Unrounded values that all round to the table's p2(μ).
+            jitter = (-0.004, 0.003, -0.002, 0.0045)[epoch - 73]
+            history.append({k: v + jitter for k, v in TABLE1.items()})
+    return history
+
+
+def test_paper_table1_stops_at_epoch_76():
+    history = table1_history()
+    assert stability_stop_epoch(history, decimals=2, patience=3) == 75  # 0-based: epoch 76
+    # The reference code's rule (five identical epochs) needs one more.
+    assert stability_stop_epoch(history, decimals=2, patience=4, start_from_epoch=4) is None
+    assert stability_stop_epoch(history + [history[-1]], patience=4, start_from_epoch=4) == 76
+
+
+def test_rule_details():
+    assert round_half_even(0.125, 2) == 0.12  # ties to even
+    assert round_half_even(0.375, 2) == 0.38
+    # One layer changing breaks the streak.
+    seq = [{"a": 0.5, "b": 0.1}, {"a": 0.5, "b": 0.1}, {"a": 0.5, "b": 0.12}, {"a": 0.5, "b": 0.12}]
+    assert stability_stop_epoch(seq, patience=1) == 1
+    assert stability_stop_epoch(seq, patience=2) is None
+    # decimals=1 stops earlier than decimals=2 (Sec. 5.1).
+    seq = [{"a": v} for v in (0.31, 0.33, 0.34, 0.29, 0.27)]
+    assert stability_stop_epoch(seq, decimals=1, patience=2) == 2
+    assert stability_stop_epoch(seq, decimals=2, patience=1) is None
+    # start_from_epoch ignores the first epochs, as in keras' EarlyStopping.
+    seq = [{"a": 0.2}] * 6
+    assert stability_stop_epoch(seq, patience=2) == 2
+    assert stability_stop_epoch(seq, patience=2, start_from_epoch=3) == 5
+    # NaN: no decision, the streak restarts.
+    seq = [{"a": 0.2}, {"a": 0.2}, {"a": float("nan")}, {"a": 0.2}, {"a": 0.2}]
+    assert stability_stop_epoch(seq, patience=2) is None
+    rule = StabilityRule(patience=1)
+    assert not rule.update(0, {"a": float("nan")})
+    for bad in (dict(decimals=-1), dict(patience=0), dict(start_from_epoch=-2)):
+        with pytest.raises(ValueError, match="Received"):
+            StabilityRule(**bad)
+
+
+def conv_model():
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, name="c1"),
+            keras.layers.Conv2D(4, 3, activation="relu", name="c2"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def fit(model, callbacks, epochs=10, lr=0.0, x=None):
+    model.compile(keras.optimizers.SGD(lr), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    if x is None:
+        x = rng.normal(size=(8, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, 8)
+    return model.fit(
+        x, y, batch_size=4, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks
+    )
+
+
+def test_callback_stops_logs_and_reports_savings(capsys):
+    keras.utils.set_random_seed(0)
+    model = conv_model()
+    cb = StabilityStopping(verbose=1)
+    # lr=0: μ is identical every epoch, so the rule fires at epoch index 3.
+    history = fit(model, [cb], epochs=10)
+    assert cb.monitored_layers == ["c1", "c2"]
+    assert cb.stopped_epoch == 3
+    assert cb.epochs_run == 4 and cb.planned_epochs == 10
+    assert cb.epochs_saved == 6 and cb.fraction_saved == pytest.approx(0.6)
+    assert len(history.history["stability/c1"]) == 4
+    assert history.history["stability/c2"][0] > 0
+    assert "saved 6 (60.0%)" in capsys.readouterr().out
+    # Reusable: a second fit starts from a clean state.
+    history = fit(model, [cb], epochs=2)
+    assert cb.stopped_epoch == 0 and cb.epochs_run == 2 and cb.epochs_saved == 0
+    assert LayerStatistics.get(model) is None
+
+
+def test_training_model_does_not_stop_early():
+    keras.utils.set_random_seed(1)
+    model = conv_model()
+    cb = StabilityStopping(decimals=6, patience=2)
+    fit(model, [cb], epochs=3, lr=0.5)
+    assert cb.stopped_epoch == 0 and cb.epochs_run == 3
+    assert len(cb.history) == 3 and cb.history[0]["c1"] != cb.history[1]["c1"]
+
+
+def test_resnet_auto_layers_and_deepcopy():
+    keras.utils.set_random_seed(2)
+    model = zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125, classes=3)
+    cb = StabilityStopping(patience=1)
+    copy.deepcopy(cb)
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype("float32")
+    model.fit(x, np.arange(4) % 3, batch_size=4, epochs=3, verbose=0, callbacks=[cb])
+    assert cb.monitored_layers == [
+        "stem_conv1_relu",
+        "stage1_block2_out",
+        "stage2_block2_out",
+        "stage3_block2_out",
+        "stage4_block2_out",
+    ]
+    assert cb.stopped_epoch == 1
+    clone = copy.deepcopy(cb)
+    assert clone.stopped_epoch == 1 and clone.history == cb.history and clone.model is None
+
+
+def test_errors():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="nothing to monitor"):
+        fit(model, [StabilityStopping()], epochs=1, x=np.zeros((8, 4), "float32"))
+    with pytest.raises(ValueError, match="Available layers: c1, c2"):
+        fit(conv_model(), [StabilityStopping(layers=["nope"])], epochs=1)
+    with pytest.raises(TypeError, match="layers"):
+        StabilityStopping(layers=3)
+    with pytest.raises(ValueError, match="patience"):
+        StabilityStopping(patience=0)
+
+
+def test_nan_statistics_warn_and_model_stays_trainable():
+    keras.utils.set_random_seed(3)
+    model = conv_model()
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
+    x_nan = x.copy()
+    x_nan[0, 0, 0, 0] = np.nan
+    cb = StabilityStopping(patience=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, [cb], epochs=3, x=x_nan)
+    assert any("non-finite" in str(w.message) for w in caught)
+    assert cb.stopped_epoch == 0 and cb.epochs_run == 3
+    # Hooks removed, the model trains again on good data.
+    model.set_weights([np.random.default_rng(1).normal(size=w.shape) * 0.1 for w in model.weights])
+    history = fit(model, [], epochs=1, lr=0.01, x=x)
+    assert np.isfinite(history.history["loss"][0])
