@@ -186,6 +186,14 @@ def check_pooling(pooling):
 class _Ctx:
     """Settings shared by every block while building one model."""
 
+    # Efficient-CNN techniques (see `build_model` and `_technique_conv`).
+    blurpool = False
+    blurpool_min_channels = 16
+    blur_first = True
+    squeeze_excite = False
+    se_min_channels = 128
+    se_latent_channels = 64
+
     def __init__(self, spec):
         self.momentum = spec.batch_norm_momentum
         self.epsilon = spec.batch_norm_epsilon
@@ -217,15 +225,18 @@ def _conv_bn_act(
 ):
     if use_bias is None:
         use_bias = not batch_norm
-    x = layers.Conv2D(
-        filters,
-        kernel_size,
+    x = _technique_conv(
+        x,
+        ctx,
+        prefix,
+        filters=filters,
+        kernel_size=kernel_size,
         strides=strides,
         padding=padding,
         use_bias=use_bias,
         kernel_initializer=CONV_INITIALIZER,
         name=f"{prefix}_conv",
-    )(x)
+    )
     if batch_norm:
         x = ctx.bn(f"{prefix}_bn")(x)
     return _activation(x, activation, prefix)
@@ -267,6 +278,11 @@ def _separable_unit(x, unit, prefix, ctx):
     if dw_batch_norm:
         x = ctx.bn(f"{prefix}_dw_bn")(x)
     x = _activation(x, dw_activation, f"{prefix}_dw")
+    # Option pointwise: "pw" (Conv2D 1x1, default), "gpw" (group pointwise,
+    # options groups and shuffle) or "rpw" (rolling pointwise, options groups
+    # and overlap); see `kerascnn.decomposer`.
+    if unit.option("pointwise", "pw") != "pw":
+        return _factorized_pointwise(x, unit, f"{prefix}_pw", ctx, batch_norm)
     return _conv_bn_act(
         x,
         ctx,
@@ -277,6 +293,45 @@ def _separable_unit(x, unit, prefix, ctx):
         activation=unit.option("activation", "relu"),
         use_bias=unit.option("use_bias"),
     )
+
+
+def _factorized_pointwise(x, unit, prefix, ctx, batch_norm):
+    """GPW or RPW pointwise convolution of a separable unit (+BN+activation)."""
+    from kerascnn.layers.group_pointwise import GroupPointwiseConv2D
+    from kerascnn.layers.rolling_pointwise import RollingPointwiseConv2D
+
+    kind = unit.option("pointwise", "pw")
+    use_bias = unit.option("use_bias")
+    if use_bias is None:
+        use_bias = not batch_norm
+    groups = int(unit.option("groups", 2))
+    if kind == "gpw":
+        layer = GroupPointwiseConv2D(
+            unit.filters,
+            groups=groups,
+            shuffle=bool(unit.option("shuffle", False)),
+            use_bias=use_bias,
+            kernel_initializer=CONV_INITIALIZER,
+            name=f"{prefix}_conv",
+        )
+    elif kind == "rpw":
+        layer = RollingPointwiseConv2D(
+            unit.filters,
+            groups=groups,
+            overlap=float(unit.option("overlap", 0.5)),
+            use_bias=use_bias,
+            kernel_initializer=CONV_INITIALIZER,
+            name=f"{prefix}_conv",
+        )
+    else:
+        raise ValueError(
+            "A separable unit's pointwise option must be 'pw', 'gpw' or 'rpw'. "
+            f"Received: pointwise={kind!r}"
+        )
+    x = layer(x)
+    if batch_norm:
+        x = ctx.bn(f"{prefix}_bn")(x)
+    return _activation(x, unit.option("activation", "relu"), prefix)
 
 
 def _residual_unit(x, unit, prefix, ctx):
@@ -318,6 +373,80 @@ def _inception_unit(x, unit, prefix, ctx):
     return layers.Concatenate(name=f"{prefix}_concat")([b1, b2, b3, b4])
 
 
+def _blur_max_pool_cls():
+    from kerascnn.layers.blurpool import BlurMaxPool2D
+
+    return BlurMaxPool2D
+
+
+def _is_strided(strides):
+    if isinstance(strides, (tuple, list)):
+        return max(strides) > 1
+    return strides > 1
+
+
+def _technique_conv(x, ctx, prefix, **conv_kwargs):
+    """A `Conv2D` on `x`, blurred and/or followed by squeeze-excite per `ctx`.
+
+    Composer's rules (`composer/algorithms/blurpool/blurpool.py`,
+    `composer/algorithms/squeeze_excite/squeeze_excite.py`): a strided
+    convolution becomes a `BlurConv2D` when its input has at least
+    `ctx.blurpool_min_channels` (16) channels; a `SqueezeExcite` block follows
+    a convolution (before its BatchNorm, as Composer wraps the conv itself)
+    when `min(in_channels, out_channels) >= ctx.se_min_channels` (128).
+    """
+    in_channels = x.shape[-1]
+    if (
+        ctx.blurpool
+        and _is_strided(conv_kwargs["strides"])
+        and in_channels is not None
+        and in_channels >= ctx.blurpool_min_channels
+    ):
+        from kerascnn.layers.blurpool import BlurConv2D
+
+        x = BlurConv2D(blur_first=ctx.blur_first, **conv_kwargs)(x)
+    else:
+        x = layers.Conv2D(**conv_kwargs)(x)
+    if (
+        ctx.squeeze_excite
+        and in_channels is not None
+        and min(in_channels, conv_kwargs["filters"]) >= ctx.se_min_channels
+    ):
+        from kerascnn.layers.squeeze_excite import SqueezeExcite
+
+        x = SqueezeExcite(ctx.se_latent_channels, name=f"{prefix}_se")(x)
+    return x
+
+
+def _check_technique_args(blurpool, squeeze_excite, blurpool_min_channels, se_min_channels):
+    for arg, value in (("blurpool", blurpool), ("squeeze_excite", squeeze_excite)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{arg} must be a bool. Received: {arg}={value!r}")
+    for arg, value in (
+        ("blurpool_min_channels", blurpool_min_channels),
+        ("se_min_channels", se_min_channels),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(
+                f"{arg} must be a non-negative integer. Received: {arg}={value!r}"
+            )
+
+
+def with_gap_head(spec):
+    """Returns `spec` with a global-average-pooling head (`"gap_dense"`).
+
+    Heads that already pool globally (`"gap_dense"`, `"gap_conv1x1"`) are kept;
+    flattening heads are replaced (their dropout is kept).
+    """
+    import dataclasses
+
+    from kerascnn.spec import Head
+
+    if spec.head.kind in ("gap_dense", "gap_conv1x1"):
+        return spec
+    return dataclasses.replace(spec, head=Head("gap_dense", dropout=spec.head.dropout))
+
+
 _UNIT_BUILDERS = {
     "conv": _conv_unit,
     "separable": _separable_unit,
@@ -333,6 +462,8 @@ def build_stage(x, stage, ctx):
         x = _UNIT_BUILDERS[unit.kind](x, unit, unit_prefix(stage, index, unit), ctx)
     if stage.pool is not None:
         pool_cls = layers.MaxPooling2D if stage.pool == "max" else layers.AveragePooling2D
+        if stage.pool == "max" and ctx.blurpool:
+            pool_cls = _blur_max_pool_cls()
         x = pool_cls(
             stage.pool_size,
             strides=stage.pool_strides or stage.pool_size,
@@ -377,6 +508,12 @@ def build_model(
     classes=1000,
     classifier_activation="softmax",
     name=None,
+    blurpool=False,
+    squeeze_excite=False,
+    blurpool_min_channels=16,
+    blur_first=True,
+    se_min_channels=128,
+    se_latent_channels=64,
 ):
     """Builds a Keras functional model from an `ArchSpec`.
 
@@ -392,6 +529,17 @@ def build_model(
         classifier_activation: activation of the last layer (None for logits).
             Defaults to `"softmax"`.
         name: model name. Defaults to `spec.name`.
+        blurpool: anti-aliased downsampling (Composer's rules): every max-pool
+            stage becomes a `BlurMaxPool2D` (whatever its channels) and every
+            strided convolution with at least `blurpool_min_channels` input
+            channels a `BlurConv2D`. Layer names are unchanged. Defaults to False.
+        squeeze_excite: add a `SqueezeExcite` block after every convolution with
+            `min(in, out) >= se_min_channels` channels. Defaults to False.
+        blurpool_min_channels: see `blurpool`. Defaults to 16 (Composer).
+        blur_first: `BlurConv2D`'s `blur_first`. Defaults to True (Composer).
+        se_min_channels: see `squeeze_excite`. Defaults to 128 (Composer).
+        se_latent_channels: hidden width of the SE blocks (int, or a fraction
+            of the channels when < 1). Defaults to 64 (Composer).
 
     Returns:
         A `keras.Model`.
@@ -414,7 +562,14 @@ def build_model(
         input_shape = tuple(input_shape)
         check_input_shape(input_shape, spec)
         inputs = keras.Input(shape=input_shape, name="input")
+    _check_technique_args(blurpool, squeeze_excite, blurpool_min_channels, se_min_channels)
     ctx = _Ctx(spec)
+    ctx.blurpool = blurpool
+    ctx.blurpool_min_channels = blurpool_min_channels
+    ctx.blur_first = blur_first
+    ctx.squeeze_excite = squeeze_excite
+    ctx.se_min_channels = se_min_channels
+    ctx.se_latent_channels = se_latent_channels
     x = inputs
     for stage in spec.stages:
         x = build_stage(x, stage, ctx)

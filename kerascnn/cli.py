@@ -41,6 +41,7 @@ SUBCOMMANDS = [
     ("kerascnn.cli", "add_summary_parser"),
     ("kerascnn.plots", "add_plot_filters_parser"),
     ("kerascnn.stability_plot", "add_plot_stability_parser"),
+    ("kerascnn.train", "add_train_parser"),
 ]
 
 _HANDLED_ERRORS = (ValueError, TypeError, FileNotFoundError, OSError)

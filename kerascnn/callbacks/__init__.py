@@ -10,3 +10,4 @@ from kerascnn.callbacks.layer_stats import (  # noqa: F401
     default_monitored_layers,
 )
 from kerascnn.callbacks.stability_stopping import StabilityStopping  # noqa: F401
+from kerascnn.callbacks.swa import StochasticWeightAveraging  # noqa: F401

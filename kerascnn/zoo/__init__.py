@@ -27,7 +27,7 @@ import dataclasses
 import functools
 
 from kerascnn import templates as _templates
-from kerascnn.builder import build_model
+from kerascnn.builder import build_model, with_gap_head
 from kerascnn.zoo import compact, inception_v1, mobilenet_v1, resnet, vgg
 
 
@@ -196,6 +196,9 @@ def build(
     filters=None,
     stages=None,
     variant="auto",
+    blurpool=False,
+    squeeze_excite=False,
+    head=None,
     **kwargs,
 ):
     """Builds the zoo model `model_name` (see the module docstring).
@@ -217,13 +220,30 @@ def build(
         filters: explicit per-layer / per-block filters.
         stages: units per non-stem stage.
         variant: `"auto"`, `"cifar"` or `"imagenet"`.
-        **kwargs: `alpha` for MobileNet (same as `width_multiplier`).
+        blurpool: anti-aliased downsampling (BlurPool) on max-pools and on
+            strided convolutions with at least `blurpool_min_channels` (16)
+            input channels, as Composer does. Defaults to False.
+        squeeze_excite: squeeze-excite after convolutions whose input and
+            output have at least `se_min_channels` (128) channels, with
+            `se_latent_channels` (64), as Composer does. Defaults to False.
+        head: None (the model's own head) or `"gap"` (global average pooling
+            then one dense layer).
+        **kwargs: `alpha` for MobileNet (same as `width_multiplier`), and
+            `blurpool_min_channels`, `blur_first`, `se_min_channels`,
+            `se_latent_channels` (see `kerascnn.builder.build_model`).
 
     Returns:
         A `keras.Model`.
     """
     info = get_info(model_name)
     alpha = kwargs.pop("alpha", None)
+    technique_kwargs = {
+        key: kwargs.pop(key)
+        for key in ("blurpool_min_channels", "blur_first", "se_min_channels", "se_latent_channels")
+        if key in kwargs
+    }
+    if head not in (None, "gap"):
+        raise ValueError(f"head must be None or 'gap'. Received: head={head!r}")
     if kwargs:
         raise TypeError(f"Unexpected keyword arguments for {info.name!r}: {sorted(kwargs)}")
     if alpha is not None:
@@ -246,6 +266,8 @@ def build(
         filters=filters,
         stages=stages,
     )
+    if head == "gap":
+        spec = with_gap_head(spec)
     return build_model(
         spec,
         include_top=include_top,
@@ -256,6 +278,9 @@ def build(
         classes=classes,
         classifier_activation=classifier_activation,
         name=name,
+        blurpool=blurpool,
+        squeeze_excite=squeeze_excite,
+        **technique_kwargs,
     )
 
 
@@ -277,6 +302,9 @@ def _make_builder(model_name):
         filters=None,
         stages=None,
         variant="auto",
+        blurpool=False,
+        squeeze_excite=False,
+        head=None,
         **kwargs,
     ):
         return build(
@@ -294,6 +322,9 @@ def _make_builder(model_name):
             filters=filters,
             stages=stages,
             variant=variant,
+            blurpool=blurpool,
+            squeeze_excite=squeeze_excite,
+            head=head,
             **kwargs,
         )
 
@@ -316,6 +347,10 @@ def _make_builder(model_name):
         filters: explicit per-layer (per-block) filters.
         stages: units per non-stem stage.
         variant: `"auto"`, `"cifar"` or `"imagenet"` (available: {info.variants}).
+        blurpool: anti-aliased downsampling (Composer's thresholds). Defaults to False.
+        squeeze_excite: squeeze-excite blocks (Composer's thresholds). Defaults to False.
+        head: None (the model's own head) or `"gap"`.
+        **kwargs: see `kerascnn.zoo.build`.
 
     Example:
 
