@@ -581,6 +581,10 @@ def build_model(
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
     if input_tensor is not None:
         model_inputs = keras.utils.get_source_inputs(input_tensor)
+        if len(model_inputs) == 1:
+            # A single input, not a list of one: calling the model with a
+            # bare tensor then matches its input structure (no warning).
+            model_inputs = model_inputs[0]
     else:
         model_inputs = inputs
     model = keras.Model(model_inputs, x, name=name or spec.name)
