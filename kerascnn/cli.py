@@ -42,6 +42,9 @@ SUBCOMMANDS = [
     ("kerascnn.plots", "add_plot_filters_parser"),
     ("kerascnn.stability_plot", "add_plot_stability_parser"),
     ("kerascnn.train", "add_train_parser"),
+    ("kerascnn.tune_cli", "add_tune_parser"),
+    ("kerascnn.rf3d_cli", "add_rf3d_parser"),
+    ("kerascnn.rf3d_cli", "add_optimize_parser"),
 ]
 
 _HANDLED_ERRORS = (ValueError, TypeError, FileNotFoundError, OSError)

@@ -334,3 +334,17 @@ def test_aliases_and_list_models():
     ]
     assert len(MODELS) == len(set(MODELS)) == 23
     assert callable(zoo.resnet152)
+
+
+@pytest.mark.parametrize("kernel", ["dw_pw", "dw_gpw", "dw_rpw"])
+def test_kernel_decomposition_builds_and_shrinks(kernel):
+    # The kernel decomposer's output builds, runs and has fewer parameters than
+    # the standard-convolution model (3DRF paper, section 4.2).
+    base = zoo.vgg11_bn(width_multiplier=0.25)
+    model = zoo.vgg11_bn(width_multiplier=0.25, kernel=kernel)
+    assert model.count_params() < base.count_params()
+    out = model(np.zeros((2, 32, 32, 3), "float32"))
+    assert out.shape == (2, 10)
+    if kernel != "dw_pw":
+        kinds = {type(layer).__name__ for layer in model.layers}
+        assert kinds & {"GroupPointwiseConv2D", "RollingPointwiseConv2D"}

@@ -30,7 +30,8 @@ def human(n):
 
 def table():
     rows = [
-        "| model | family | params (CIFAR, 10 classes) | MACs @32x32 | MACs @224x224 (ImageNet variant, 1000 classes) |",
+        "| model | family | params (CIFAR, 10 classes) | MACs @32x32 "
+        "| MACs @224x224 (ImageNet variant, 1000 classes) |",
         "|---|---|---:|---:|---:|",
     ]
     for name in zoo.list_models():
@@ -47,9 +48,7 @@ def table():
             big_macs = "n/a"
         shape = "x".join(map(str, info.default_input_shape[:2]))
         small_macs = human(s.macs) + ("" if shape == "32x32" else f" (@{shape})")
-        rows.append(
-            f"| `{name}` | {info.family} | {trainable:,} | {small_macs} | {big_macs} |"
-        )
+        rows.append(f"| `{name}` | {info.family} | {trainable:,} | {small_macs} | {big_macs} |")
     return "\n".join(rows)
 
 

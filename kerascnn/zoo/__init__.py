@@ -118,9 +118,7 @@ def get_info(name):
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
-        raise ValueError(
-            f"Unknown model. Expected one of {list_models()}. Received: name={name!r}"
-        )
+        raise ValueError(f"Unknown model. Expected one of {list_models()}. Received: name={name!r}")
     return _REGISTRY[key]
 
 
@@ -128,7 +126,7 @@ def resolve_variant(info, variant, input_shape):
     """Picks "cifar" or "imagenet" from `variant` and the input size."""
     if variant not in ("auto", "cifar", "imagenet"):
         raise ValueError(
-            "variant must be 'auto', 'cifar' or 'imagenet'. " f"Received: variant={variant!r}"
+            f"variant must be 'auto', 'cifar' or 'imagenet'. Received: variant={variant!r}"
         )
     if variant == "auto":
         spatial = [d for d in (input_shape or (None, None))[:2] if d is not None]
@@ -150,6 +148,9 @@ def get_spec(
     width_multiplier=1.0,
     filters=None,
     stages=None,
+    kernel=None,
+    kernel_groups=2,
+    kernel_overlap=0.5,
 ):
     """Returns the final `ArchSpec` of a zoo model (what `build` would build).
 
@@ -161,6 +162,11 @@ def get_spec(
         width_multiplier: positive float, applied after the template.
         filters: optional explicit per-layer (per-block) filters.
         stages: optional units per (non-stem) stage.
+        kernel: None (standard convolutions) or a kernel decomposition of
+            `kerascnn.decomposer`: `"dw_pw"`, `"dw_gpw"` or `"dw_rpw"`
+            (applied last, after the template and width multiplier).
+        kernel_groups: groups `g` of GPW/RPW. Defaults to 2.
+        kernel_overlap: overlap `o` of RPW. Defaults to 0.5.
     """
     info = get_info(name)
     variant = resolve_variant(info, variant, input_shape)
@@ -176,7 +182,18 @@ def get_spec(
                 f"block. Received: filters={filters!r}"
             )
         spec = spec.with_filters(list(filters))
-    return _templates.apply_template(spec, template, width_multiplier)
+    spec = _templates.apply_template(spec, template, width_multiplier)
+    if kernel is not None:
+        from kerascnn import decomposer
+
+        spec = decomposer.decompose(
+            spec,
+            kernel,
+            groups=kernel_groups,
+            overlap=kernel_overlap,
+            input_shape=tuple(input_shape or info.default_input_shape),
+        )
+    return spec
 
 
 def build(
@@ -199,6 +216,9 @@ def build(
     blurpool=False,
     squeeze_excite=False,
     head=None,
+    kernel=None,
+    kernel_groups=2,
+    kernel_overlap=0.5,
     **kwargs,
 ):
     """Builds the zoo model `model_name` (see the module docstring).
@@ -228,6 +248,10 @@ def build(
             `se_latent_channels` (64), as Composer does. Defaults to False.
         head: None (the model's own head) or `"gap"` (global average pooling
             then one dense layer).
+        kernel: None or a kernel decomposition (`"dw_pw"`, `"dw_gpw"`,
+            `"dw_rpw"`, see `kerascnn.decomposer`).
+        kernel_groups: groups of GPW/RPW. Defaults to 2.
+        kernel_overlap: overlap of RPW. Defaults to 0.5.
         **kwargs: `alpha` for MobileNet (same as `width_multiplier`), and
             `blurpool_min_channels`, `blur_first`, `se_min_channels`,
             `se_latent_channels` (see `kerascnn.builder.build_model`).
@@ -265,6 +289,9 @@ def build(
         width_multiplier=width_multiplier,
         filters=filters,
         stages=stages,
+        kernel=kernel,
+        kernel_groups=kernel_groups,
+        kernel_overlap=kernel_overlap,
     )
     if head == "gap":
         spec = with_gap_head(spec)
@@ -305,6 +332,9 @@ def _make_builder(model_name):
         blurpool=False,
         squeeze_excite=False,
         head=None,
+        kernel=None,
+        kernel_groups=2,
+        kernel_overlap=0.5,
         **kwargs,
     ):
         return build(
@@ -325,6 +355,9 @@ def _make_builder(model_name):
             blurpool=blurpool,
             squeeze_excite=squeeze_excite,
             head=head,
+            kernel=kernel,
+            kernel_groups=kernel_groups,
+            kernel_overlap=kernel_overlap,
             **kwargs,
         )
 
@@ -350,6 +383,9 @@ def _make_builder(model_name):
         blurpool: anti-aliased downsampling (Composer's thresholds). Defaults to False.
         squeeze_excite: squeeze-excite blocks (Composer's thresholds). Defaults to False.
         head: None (the model's own head) or `"gap"`.
+        kernel: None or `"dw_pw"`, `"dw_gpw"`, `"dw_rpw"` (kernel decomposer).
+        kernel_groups: groups of GPW/RPW. Defaults to 2.
+        kernel_overlap: overlap of RPW. Defaults to 0.5.
         **kwargs: see `kerascnn.zoo.build`.
 
     Example:

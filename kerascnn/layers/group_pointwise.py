@@ -1,0 +1,146 @@
+"""Group pointwise convolution (GPW), optionally followed by a channel shuffle.
+
+The factorized kernel of ShuffleNet (Zhang et al., 2018) used by the 3DRF
+optimizer's kernel decomposer (`kerascnn.decomposer`, block "DW+GPW-g").
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class GroupPointwiseConv2D(keras.layers.Layer):
+    """A 1x1 convolution split into `groups` groups, with an optional shuffle.
+
+    Input channels are split into `groups` consecutive groups of
+    `C_in / groups` channels; output channels `[i * F/g, (i + 1) * F/g)` only
+    see input group `i` (one grouped 1x1 convolution). With `shuffle=True` the
+    output channels are then shuffled (reshape to `(groups, F / groups)`,
+    transpose, flatten), so that output channel `m * groups + i` is channel
+    `i * F/g + m` of the grouped convolution: consecutive channels come from
+    different groups and a following grouped layer mixes all groups.
+
+    Args:
+        filters: output channels; must be divisible by `groups`.
+        groups: number of groups; must divide the input channels. Defaults to 1.
+        shuffle: channel shuffle after the convolution. Defaults to False.
+        use_bias: add a bias. Defaults to True.
+        kernel_initializer: initializer of the `(1, 1, C_in / groups, filters)`
+            kernel. Defaults to `"glorot_uniform"`.
+        bias_initializer: defaults to `"zeros"`.
+        kernel_regularizer: optional regularizer of the kernel.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Input shape: `(batch, height, width, C_in)` (channels last).
+    Output shape: `(batch, height, width, filters)`.
+
+    Example:
+
+    >>> layer = GroupPointwiseConv2D(64, groups=4, shuffle=True)
+    >>> layer(np.zeros((2, 8, 8, 32), "float32")).shape
+    (2, 8, 8, 64)
+    """
+
+    def __init__(
+        self,
+        filters,
+        groups=1,
+        shuffle=False,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_positive_int(filters, "filters")
+        _check_positive_int(groups, "groups")
+        if filters % groups:
+            raise ValueError(
+                f"groups must divide filters. Received: groups={groups}, filters={filters}"
+            )
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be a bool. Received: shuffle={shuffle!r}")
+        self.filters = filters
+        self.groups = groups
+        self.shuffle = shuffle
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None or channels % self.groups:
+            raise ValueError(
+                "groups must divide the input channels. Received: "
+                f"groups={self.groups} for input_shape={tuple(input_shape)}"
+            )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(1, 1, channels // self.groups, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
+            if self.use_bias
+            else None
+        )
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+
+    def call(self, inputs):
+        # A kernel with C_in / groups input channels makes ops.conv grouped.
+        y = ops.conv(inputs, self.kernel, strides=1, padding="valid")
+        if self.bias is not None:
+            y = y + self.bias
+        if self.shuffle and self.groups > 1:
+            shape = ops.shape(y)
+            y = ops.reshape(
+                y, (shape[0], shape[1], shape[2], self.groups, self.filters // self.groups)
+            )
+            y = ops.transpose(y, (0, 1, 2, 4, 3))
+            y = ops.reshape(y, (shape[0], shape[1], shape[2], self.filters))
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def compute_macs(self, input_shape, output_shape):
+        """Multiply-accumulates of one sample: `H * W * filters * C_in / groups`."""
+        h, w = output_shape[-3], output_shape[-2]
+        return int(h * w * self.filters * (input_shape[-1] // self.groups))
+
+    def dense_kernel(self):
+        """The equivalent `(C_in, filters)` dense 1x1 kernel (zeros off-group), numpy."""
+        kernel = np.asarray(keras.ops.convert_to_numpy(self.kernel))[0, 0]
+        cin_g, co = kernel.shape[0], self.filters // self.groups
+        dense = np.zeros((cin_g * self.groups, self.filters), kernel.dtype)
+        for i in range(self.groups):
+            dense[i * cin_g : (i + 1) * cin_g, i * co : (i + 1) * co] = kernel[
+                :, i * co : (i + 1) * co
+            ]
+        if self.shuffle:
+            order = np.arange(self.filters).reshape(self.groups, co).T.ravel()
+            dense = dense[:, order]
+        return dense
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            groups=self.groups,
+            shuffle=self.shuffle,
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+        )
+        return config
