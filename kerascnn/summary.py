@@ -289,9 +289,25 @@ def _sublayers_macs(layer, sublayers):
 # --------------------------------------------------------------------------
 # Walking the model.
 # --------------------------------------------------------------------------
-def _calls(layer):
+def _model_nodes(model):
+    """Ids of the graph nodes that belong to `model` (None when unknown).
+
+    A layer shared with another model (a sub-model made by splitting, a
+    cloned graph) has calls outside `model`; only `model`'s own are counted.
+    """
+    graph = getattr(model, "_functional", None) or model
+    by_depth = getattr(graph, "_nodes_by_depth", None)
+    if not by_depth:
+        return None
+    return {id(node) for nodes in by_depth.values() for node in nodes}
+
+
+def _calls(layer, model_nodes=None):
     """Yields `(input_tensors, output_tensors)` of each call of `layer`."""
     nodes = getattr(layer, "_inbound_nodes", None) or []
+    if model_nodes is not None:
+        own = [node for node in nodes if id(node) in model_nodes]
+        nodes = own or nodes
     for node in nodes:
         yield list(node.input_tensors), list(node.output_tensors)
 
@@ -300,8 +316,8 @@ def _weights_size(weights):
     return sum(math.prod(w.shape) for w in weights)
 
 
-def _layer_row(layer):
-    calls = list(_calls(layer))
+def _layer_row(layer, model_nodes=None):
+    calls = list(_calls(layer, model_nodes))
     if not calls:
         raise ValueError(
             f"Layer {layer.name!r} of the model has never been called: summarize "
@@ -369,8 +385,9 @@ def summarize(model):
     rows = []
     weights = {}
     trainable = {}
+    model_nodes = _model_nodes(model)
     for layer in model.layers:
-        rows.append(_layer_row(layer))
+        rows.append(_layer_row(layer, model_nodes))
         for w in layer.weights:
             weights[id(w)] = w
         for w in layer.trainable_weights:

@@ -225,3 +225,16 @@ def test_published_macs(name, published):
     assert s.params == model.count_params()
     expected_trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     assert s.trainable_params == expected_trainable
+
+
+def test_layers_shared_with_a_sub_model_are_counted_once():
+    # A sub-model that reuses the model's layers adds calls to those layers;
+    # summarize(model) must count only the model's own calls.
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inputs)
+    outputs = keras.layers.Conv2D(4, 3, padding="same", name="c2")(x)
+    model = keras.Model(inputs, outputs)
+    before = summary.summarize(model).macs
+    head_in = keras.Input((8, 8, 4))
+    keras.Model(head_in, model.get_layer("c2")(head_in))  # shares c2
+    assert summary.summarize(model).macs == before == 8 * 8 * 4 * 9 * (3 + 4)

@@ -4,6 +4,8 @@ Per-layer statistics for every callback come from one mechanism,
 `kerascnn.callbacks.layer_stats.LayerStatistics`.
 """
 
+from kerascnn.callbacks.layer_dropping import LayerDropping  # noqa: F401
+from kerascnn.callbacks.layer_freezing import LayerFreezing  # noqa: F401
 from kerascnn.callbacks.layer_metrics import LayerMetrics  # noqa: F401
 from kerascnn.callbacks.layer_stats import (  # noqa: F401
     LayerStatistics,

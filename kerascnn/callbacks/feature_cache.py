@@ -1,0 +1,294 @@
+"""A tf.data cache of feature maps, in memory or on disk (TFRecord).
+
+`FeatureCache` receives batches of `(features, y[, sample_weight])` as numpy
+arrays (written once, e.g. by `LayerDropping` during the epoch where the
+tail computes them) and then serves them as a `tf.data.Dataset` reshuffled
+every epoch. Storage:
+
+* **memory** (`directory=None`): the batches are concatenated into one array
+  per field; the dataset shuffles over the whole cache.
+* **disk** (`directory=...`): a fresh sub-directory
+  `kerascnn_feature_cache_*` under `directory` holds `shards` TFRecord files,
+  one record per written batch holding `tf.io.serialize_tensor` bytes
+  (nothing is pickled). Reading interleaves the shards in a random order and
+  shuffles samples in a buffer of `shuffle_buffer` samples.
+
+`dtype="float16"` stores float features in half precision (half the memory
+and disk); they are cast back to the dtype they were written with on read.
+
+Every dataset built here has `options.autotune.enabled = False`
+(destroying an autotuned iterator mid-`fit` can stall for up to 60 s) and
+`deterministic=True`.
+
+The directory is removed by `cleanup()`, and also when the cache object is
+garbage collected or the interpreter exits (`weakref.finalize`), so an
+exception or a KeyboardInterrupt in the middle of `fit` leaves no files
+behind once the process ends. `check_directory()` tells early whether a
+directory is usable (exists or can be created, is writable, has free
+space).
+
+Example:
+
+>>> import numpy as np
+>>> cache = FeatureCache(directory=None, dtype="float16")
+>>> cache.append(np.ones((4, 2, 2, 3), "float32"), np.arange(4))
+>>> cache.finalize()
+>>> ds = cache.dataset(batch_size=2, seed=0, repeat=False)
+>>> [tuple(b[0].shape) for b in ds]
+[(2, 2, 2, 3), (2, 2, 2, 3)]
+>>> cache.cleanup()
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+_FIELDS = ("x", "y", "w")
+
+
+def _options():
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.deterministic = True
+    return options
+
+
+def check_directory(directory, required_bytes=0):
+    """Raises a clear `ValueError` unless cache files can be written there.
+
+    Args:
+        directory: the parent directory (created if missing).
+        required_bytes: free space needed, when known. Defaults to 0.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".kerascnn_probe_{uuid.uuid4().hex}")
+        with open(probe, "wb") as f:
+            f.write(b"0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(
+            f"The feature cache directory is not writable ({error.strerror or error}). "
+            "Pass another directory or cache='memory'. "
+            f"Received: cache={os.fspath(directory)!r}"
+        ) from error
+    free = shutil.disk_usage(directory).free
+    if required_bytes and free < required_bytes:
+        raise ValueError(
+            f"The feature cache needs about {required_bytes / 2**20:.1f} MiB but "
+            f"{os.fspath(directory)!r} has {free / 2**20:.1f} MiB free. Pass "
+            f"another directory or cache='memory'. Received: cache={os.fspath(directory)!r}"
+        )
+
+
+class FeatureCache:
+    """Feature maps written once, then read back shuffled as a `tf.data.Dataset`.
+
+    Args:
+        directory: parent directory for a disk cache, or None for memory.
+            Defaults to None.
+        dtype: storage dtype of float features, e.g. `"float16"`; None keeps
+            them as written. Defaults to None.
+        shards: number of TFRecord files of a disk cache. Defaults to 8.
+        shuffle_buffer: samples in the shuffle buffer of a disk cache (a
+            memory cache is shuffled fully). Defaults to 4096.
+
+    Example:
+
+    >>> cache = FeatureCache()
+    >>> cache.append(np.zeros((3, 4), "float32"), np.zeros(3), np.ones(3))
+    >>> cache.finalize(); cache.num_samples
+    3
+    """
+
+    def __init__(self, directory=None, dtype=None, shards=8, shuffle_buffer=4096):
+        if dtype is not None:
+            dtype = tf.dtypes.as_dtype(dtype)
+            if not dtype.is_floating:
+                raise ValueError(f"dtype must be a float dtype or None. Received: dtype={dtype!r}")
+        if not isinstance(shards, int) or shards < 1:
+            raise ValueError(f"shards must be an integer >= 1. Received: shards={shards!r}")
+        if not isinstance(shuffle_buffer, int) or shuffle_buffer < 1:
+            raise ValueError(
+                "shuffle_buffer must be an integer >= 1. "
+                f"Received: shuffle_buffer={shuffle_buffer!r}"
+            )
+        self.dtype = dtype
+        self.shards = shards
+        self.shuffle_buffer = shuffle_buffer
+        self.path = None
+        self.num_samples = 0
+        self.num_batches = 0
+        self.batch_size = 0
+        self.nbytes = 0
+        self.write_seconds = 0.0
+        self._arrays = {field: [] for field in _FIELDS}
+        self._specs = None
+        self._writers = []
+        self._finalized = False
+        self._finalizer = None
+        if directory is not None:
+            check_directory(directory)
+            self.path = tempfile.mkdtemp(prefix="kerascnn_feature_cache_", dir=directory)
+            self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, True)
+
+    @property
+    def on_disk(self):
+        return self.path is not None
+
+    def append(self, x, y, sample_weight=None):
+        """Adds one batch (numpy arrays with the same first dimension)."""
+        if self._finalized:
+            raise RuntimeError("FeatureCache.append after finalize().")
+        start = time.perf_counter()
+        x = np.asarray(x)
+        source_dtype = x.dtype
+        if self.dtype is not None and np.issubdtype(x.dtype, np.floating):
+            x = x.astype(self.dtype.as_numpy_dtype)
+        values = {"x": x, "y": np.asarray(y)}
+        if sample_weight is not None:
+            values["w"] = np.asarray(sample_weight)
+        if self._specs is None:
+            self._specs = {
+                key: (tf.dtypes.as_dtype(v.dtype), v.shape[1:]) for key, v in values.items()
+            }
+            self._source_dtype = tf.dtypes.as_dtype(source_dtype)
+        n = x.shape[0]
+        if self.on_disk:
+            if not self._writers:
+                self._writers = [
+                    tf.io.TFRecordWriter(os.path.join(self.path, f"shard-{i:03d}.tfrecord"))
+                    for i in range(self.shards)
+                ]
+            feature = {
+                key: tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[tf.io.serialize_tensor(v).numpy()])
+                )
+                for key, v in values.items()
+            }
+            record = tf.train.Example(features=tf.train.Features(feature=feature))
+            try:
+                self._writers[self.num_batches % self.shards].write(record.SerializeToString())
+            except (OSError, tf.errors.OpError) as error:
+                self.cleanup()
+                raise OSError(
+                    f"Writing the feature cache under {os.path.dirname(self.path)!r} failed "
+                    f"(disk full or not writable?): {error}. Pass another directory or "
+                    "cache='memory'."
+                ) from error
+        else:
+            for key, v in values.items():
+                self._arrays[key].append(v)
+        self.num_samples += n
+        self.batch_size = max(self.batch_size, n)
+        self.num_batches += 1
+        self.nbytes += sum(v.nbytes for v in values.values())
+        self.write_seconds += time.perf_counter() - start
+
+    def finalize(self):
+        """Closes the writers (disk) or concatenates the batches (memory)."""
+        if self._finalized:
+            return
+        start = time.perf_counter()
+        if self.on_disk:
+            try:
+                for writer in self._writers:
+                    writer.close()
+            except (OSError, tf.errors.OpError) as error:
+                self.cleanup()
+                raise OSError(f"Closing the feature cache files failed: {error}") from error
+        else:
+            self._arrays = {
+                key: np.concatenate(parts) if parts else None for key, parts in self._arrays.items()
+            }
+        self._writers = []
+        self._finalized = True
+        self.write_seconds += time.perf_counter() - start
+
+    def dataset(self, batch_size, shuffle=True, seed=None, repeat=True):
+        """The cached samples as a batched dataset, reshuffled every pass.
+
+        Args:
+            batch_size: global batch size.
+            shuffle: shuffle the samples (each pass differently). Defaults
+                to True.
+            seed: shuffle seed. Defaults to None.
+            repeat: repeat forever. Defaults to True.
+
+        Returns:
+            A `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`
+            batches, `x` in the dtype it was written with.
+        """
+        if not self._finalized:
+            raise RuntimeError("FeatureCache.dataset before finalize().")
+        if self.num_samples == 0:
+            raise ValueError("The feature cache is empty.")
+        keys = [k for k in _FIELDS if k in self._specs]
+        source = self._source_dtype
+        if self.on_disk:
+            files = sorted(
+                os.path.join(self.path, f) for f in os.listdir(self.path) if f.endswith(".tfrecord")
+            )
+            specs = self._specs
+            description = {k: tf.io.FixedLenFeature([], tf.string) for k in keys}
+
+            def parse(record):
+                parsed = tf.io.parse_single_example(record, description)
+                out = []
+                for k in keys:
+                    t = tf.io.parse_tensor(parsed[k], specs[k][0])
+                    t.set_shape((None,) + tuple(specs[k][1]))
+                    out.append(t)
+                return tuple(out)
+
+            ds = tf.data.Dataset.from_tensor_slices(files)
+            if shuffle:
+                ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.interleave(
+                tf.data.TFRecordDataset, cycle_length=min(4, len(files)), block_length=1
+            )
+            ds = ds.map(parse).unbatch()
+            if shuffle:
+                ds = ds.shuffle(
+                    min(self.shuffle_buffer, self.num_samples),
+                    seed=seed,
+                    reshuffle_each_iteration=True,
+                )
+        else:
+            ds = tf.data.Dataset.from_tensor_slices(tuple(self._arrays[k] for k in keys))
+            if shuffle:
+                ds = ds.shuffle(self.num_samples, seed=seed, reshuffle_each_iteration=True)
+        if self.dtype is not None and source != self.dtype:
+
+            def cast(*fields):
+                return (tf.cast(fields[0], source),) + tuple(fields[1:])
+
+            ds = ds.map(cast)
+        ds = ds.batch(batch_size)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.prefetch(2)
+        return ds.with_options(_options())
+
+    def cleanup(self):
+        """Frees the memory cache or removes the cache directory."""
+        for writer in self._writers:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        self._writers = []
+        self._arrays = {field: [] for field in _FIELDS}
+        if self._finalizer is not None:
+            self._finalizer()  # removes self.path (once)
+        self._finalized = True

@@ -1,0 +1,664 @@
+"""Learn&Drop layer dropping as a Keras callback, with a tf.data feature cache.
+
+`LayerDropping` implements Cruciata et al., "Learn&Drop: Fast Learning of
+CNNs based on Layer Dropping" (`shared/papers/learn-and-drop_layer-dropping.txt`)
+inside a plain `model.fit(x, callbacks=[LayerDropping(...)])`.
+
+How the switch happens in the middle of `fit` (TensorFlow backend). Keras'
+`fit` loop calls `model.train_function(raw_iterator)` once per step (per
+`steps_per_execution` steps) and looks the attribute up at every step. The
+callback replaces it at `on_epoch_begin`:
+
+* **warm-up / no drop yet**: keras' own train function (hooked by
+  `LayerStatistics` to accumulate the per-weight gradient sums of eq. 2).
+* **build epoch** (the epoch after a drop decision, the paper's epoch k+1):
+  a function that pulls a batch from its source, runs the *tail* part in
+  inference mode (batch norm uses its moving statistics), trains the *head*
+  on the features, and returns the features to the host, where they are
+  appended to a `FeatureCache` (memory, or TFRecord files on disk, float16
+  optional). The source is the raw batch that `fit` hands over for the first
+  drop and for `refresh_every` refreshes, and the previous cache for a
+  further drop (the cache is rebuilt from the previous cache, not from raw
+  images, running only the layers between the two cut points).
+* **cache epochs**: a function that *ignores* the raw iterator and runs the
+  head's train function on an iterator over the cache (shuffled every epoch,
+  repeated so each `fit` epoch takes the same number of batches as the raw
+  data). The raw images are not read any more except for what the raw
+  pipeline prefetches when keras creates its per-epoch iterator.
+
+The head is a small `keras.Model` wrapping a functional sub-model that
+shares the layer objects (and variables) of `model`; it is compiled with
+`model`'s optimizer object (same slots, iterations, learning-rate schedule)
+and its train step computes the loss and updates the metrics of `model`
+(`model.compute_loss`, `model.compute_metrics`), so History keeps the usual
+keys with the head's training values, and `model` always holds every layer
+with its current weights: validation inside `fit`, `evaluate`, `predict` and
+saving use the full model on raw data. Gradient statistics of the head come
+from `LayerStatistics` acquired on the head (after a drop the optimizer's
+gradients flow through the head's train step; results are keyed by layer
+name, as before).
+
+Epoch logs (and so TensorBoard and History) get `learn_drop/dropped_convs`,
+`learn_drop/train_macs` (forward MACs per sample of what ran in training
+this epoch, `kerascnn.summary.summarize(...).macs`), `learn_drop/cache_*`
+times and `learn_drop/score/<conv>` (P_l of eq. 2, NaN for dropped layers).
+
+Data augmentation: the cache holds the features of *one* augmented view of
+each image (the build epoch's). Training on it afterwards sees no new
+augmentation, which may cost accuracy on small data; `refresh_every=k`
+recomputes the cache from fresh augmented raw data every k epochs (costs one
+tail forward pass over the raw data per refresh).
+
+Resuming with `keras.callbacks.BackupAndRestore`: pass `backup_dir` (e.g.
+the same directory). The callback writes its state (cut point, the P' of
+dropped layers, pending decision) to `backup_dir/learn_drop_state.json` at
+every epoch end; on a resumed `fit` (its first epoch equals the saved next
+epoch) it restores the state and rebuilds the cache from raw data in that
+epoch. Without `backup_dir` a resumed `fit` warns and starts the dropping
+decisions afresh (the model's weights are those restored).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras.src.backend.tensorflow.trainer import reduce_per_replica
+from keras.src.losses.loss import unscale_loss_for_distribution
+from keras.src.trainers.data_adapters import data_adapter_utils
+
+from kerascnn.callbacks.feature_cache import FeatureCache, check_directory
+from kerascnn.callbacks.layer_stats import LayerStatistics
+from kerascnn.callbacks.learn_drop_score import decide, finite_or_none, layer_score
+from kerascnn.model_split import conv_cut_points, sub_model
+
+STATE_FILE = "learn_drop_state.json"
+
+
+def layer_macs(model):
+    """`{layer name: forward MACs per sample}` of `model`'s layers.
+
+    `kerascnn.summary.summarize` counts only `model`'s own calls of each
+    layer, so the sub-models that share its layers do not inflate the counts.
+    """
+    from kerascnn.summary import summarize
+
+    return {row.name: int(row.macs) for row in summarize(model).layers}
+
+
+def sub_macs(table, sub):
+    """Forward MACs of a sub-model whose layers are named as in `table`."""
+    return int(sum(table.get(layer.name, 0) for layer in sub.layers))
+
+
+class _Head(keras.Model):
+    """Trains a head sub-model with the loss, metrics and optimizer of `full`."""
+
+    def __init__(self, full, core, pre=None, store_dtype=None):
+        super().__init__(name=f"{full.name}_learn_drop_head")
+        self.core = core
+        # Not tracked: `pre` and `full` share layers with `core`'s model.
+        object.__setattr__(self, "_full", full)
+        object.__setattr__(self, "_pre", pre)
+        object.__setattr__(self, "_store_dtype", store_dtype)
+        object.__setattr__(self, "_input_dtype", core.inputs[0].dtype)
+
+    def call(self, inputs, training=None):
+        return self.core(inputs, training=training)
+
+    def set_pre(self, pre):
+        object.__setattr__(self, "_pre", pre)
+
+    def train_step(self, data):
+        full = self._full
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        if self._pre is not None:
+            x = tf.stop_gradient(self._pre(x, training=False))
+        features = x
+        x = tf.cast(x, self._input_dtype)
+        with tf.GradientTape() as tape:
+            y_pred = self.core(x, training=True)
+            loss = full._compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
+            full._loss_tracker.update_state(
+                unscale_loss_for_distribution(loss), sample_weight=tf.shape(x)[0]
+            )
+            loss = full.optimizer.scale_loss(loss)
+        variables = self.core.trainable_weights
+        gradients = tape.gradient(loss, variables)
+        full.optimizer.apply_gradients(zip(gradients, variables))
+        logs = full.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        if self._pre is None:
+            return logs
+        if self._store_dtype is not None and features.dtype.is_floating:
+            features = tf.cast(features, self._store_dtype)
+        payload = (features, y) if sample_weight is None else (features, y, sample_weight)
+        return logs, payload
+
+
+class _LearnDropBase(keras.callbacks.Callback):
+    """Score, decision, logs and state shared by LayerDropping and LayerFreezing."""
+
+    _verb = "drop"
+
+    def __init__(self, warmup_epochs, force_drops, cut_points, log_scores, verbose):
+        super().__init__()
+        if (
+            not isinstance(warmup_epochs, int)
+            or isinstance(warmup_epochs, bool)
+            or warmup_epochs < 0
+        ):
+            raise ValueError(
+                f"warmup_epochs must be an integer >= 0. Received: warmup_epochs={warmup_epochs!r}"
+            )
+        force_drops = dict(force_drops or {})
+        for epoch, cut in force_drops.items():
+            if not isinstance(epoch, int) or epoch < 0 or not isinstance(cut, (str, int)):
+                raise ValueError(
+                    "force_drops must map epoch indices to a layer name or a number of "
+                    f"convolutions. Received: force_drops={force_drops!r}"
+                )
+        if cut_points != "auto" and (
+            isinstance(cut_points, str) or not all(isinstance(c, str) for c in cut_points)
+        ):
+            raise ValueError(
+                "cut_points must be 'auto' or a list of layer names. "
+                f"Received: cut_points={cut_points!r}"
+            )
+        self.warmup_epochs = warmup_epochs
+        self.force_drops = force_drops
+        self.cut_points = cut_points
+        self.log_scores = log_scores
+        self.verbose = verbose
+        self.history = []  # one dict per epoch: scores, decision
+        self._reset_state()
+
+    def _reset_state(self):
+        self.dropped = 0  # convolutions in the tail
+        self.cut = None
+        self.dropped_scores = []
+        self._pending = None  # (k, cut) decided at the end of an epoch
+        self._stats = None
+        self._stats_model = None
+
+    # -- plan -----------------------------------------------------------
+    def _make_plan(self):
+        plan = conv_cut_points(self.model)
+        if self.cut_points != "auto":
+            allowed = set(self.cut_points)
+            unknown = allowed - set(plan.valid)
+            if unknown:
+                raise ValueError(
+                    f"cut_points {sorted(unknown)} are not single-tensor cut points of "
+                    f"model {self.model.name!r}. Valid: {plan.valid}. "
+                    f"Received: cut_points={self.cut_points!r}"
+                )
+            plan.cuts = {k: c for k, c in plan.cuts.items() if c in allowed}
+        self.plan = plan
+
+    def _forced(self, epoch):
+        value = self.force_drops.get(epoch)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            k = next((k for k, c in self.plan.cuts.items() if c == value), None)
+            if k is None:
+                raise ValueError(
+                    f"force_drops[{epoch}]={value!r} is not a cut point leaving a convolution "
+                    f"in the head; cut points: {self.plan.cuts}"
+                )
+            return k
+        return self.plan.round_down(value, self.dropped)
+
+    # -- statistics -------------------------------------------------------
+    def _acquire(self, model):
+        names = self.plan.convs[self.dropped :]
+        if self._stats is not None:
+            self._stats.release(self)
+        self._stats = LayerStatistics.acquire(
+            model, self, gradients=names, gradient_stats=("sum", "abs_sum")
+        )
+        self._stats_model = model
+
+    def _scores(self):
+        result = self._stats.read()
+        scores = {}
+        for name in self.plan.convs[self.dropped :]:
+            entry = result.gradients.get(name)
+            if entry is None or not entry.get("steps"):
+                scores[name] = float("nan")
+            else:
+                scores[name] = layer_score(entry["sum"], entry["abs_sum"])
+        return scores
+
+    def _decide(self, epoch, scores, may_decide):
+        """Returns (k, standardized) with k the new tail size or None."""
+        names = self.plan.convs[self.dropped :]
+        raw = [scores[n] for n in names]
+        forced = self._forced(epoch)
+        count, standardized = decide(raw, self.dropped_scores)
+        if forced is not None and forced > self.dropped:
+            return forced, standardized
+        if not may_decide or epoch < self.warmup_epochs or count == 0:
+            return None, standardized
+        k = self.plan.round_down(self.dropped + count, self.dropped)
+        return k, standardized
+
+    def _epoch_logs(self, logs, scores, macs):
+        logs[f"learn_drop/{self._verb}ped_convs"] = float(self.dropped)
+        logs["learn_drop/train_macs"] = float(macs)
+        if self.log_scores:
+            for name in self.plan.convs:
+                logs[f"learn_drop/score/{name}"] = float(scores.get(name, float("nan")))
+
+    def _record_decision(self, epoch, k, standardized, scores):
+        names = self.plan.convs[self.dropped :]
+        entry = {
+            "epoch": epoch,
+            "scores": {n: finite_or_none(scores[n]) for n in names},
+            "standardized": {n: finite_or_none(v) for n, v in zip(names, standardized)},
+            "decision": None,
+        }
+        if k is not None:
+            new = self.plan.convs[self.dropped : k]
+            self.dropped_scores += [
+                float(v) if math.isfinite(v) else 0.0 for v in list(standardized)[: len(new)]
+            ]
+            entry["decision"] = {"cut": self.plan.cuts[k], "convs": k}
+            if self.verbose:
+                print(
+                    f"\nEpoch {epoch + 1}: Learn&Drop {self._verb}s {len(new)} convolutions "
+                    f"({new[0]} .. {new[-1]}), cut after {self.plan.cuts[k]!r}."
+                )
+        self.history.append(entry)
+
+
+class LayerDropping(_LearnDropBase):
+    """Learn&Drop: drops the first layers once they stop learning.
+
+    At the end of every epoch after `warmup_epochs`, the score P_l (eq. 2 of
+    the paper) of each convolution still trained is computed from the
+    epoch's per-weight gradient sums, standardised (eq. 3), the candidates
+    `l_z .. l_n*` found (eq. 4) and checked against the median of the
+    previously dropped layers (Algorithm 1). The candidate count is rounded
+    down to a single-tensor cut point (`kerascnn.model_split`): ResNet block
+    boundaries, VGG conv/BN/ReLU/pool groups. From the next epoch on only the
+    head is trained, on features cached once (see the module docstring for
+    the mechanics, the augmentation trade-off and resuming).
+
+    Args:
+        warmup_epochs: epochs before the first decision (e1 of Algorithm 1;
+            the first decision is taken at the end of epoch index
+            `warmup_epochs`). Defaults to 5 (the paper's MNIST setting).
+        cache: `"memory"`, or a directory under which a fresh cache
+            sub-directory of TFRecord files is created (and removed at the
+            end of `fit`, on exceptions when the callback is collected, and
+            at interpreter exit). Defaults to `"memory"`.
+        cache_dtype: storage dtype of cached features, e.g. `"float16"`, or
+            None to keep the compute dtype. Defaults to None.
+        refresh_every: recompute the cache from fresh (augmented) raw data
+            every this many epochs after it was built, or None. Defaults to
+            None.
+        shuffle_buffer: samples in the shuffle buffer of a disk cache (a
+            memory cache is shuffled fully). Defaults to 4096.
+        seed: seed of the cache shuffling. Defaults to None.
+        backup_dir: directory for the callback's state, for resuming with
+            `keras.callbacks.BackupAndRestore`; None disables it. Defaults to
+            None.
+        force_drops: for tests and experiments only: `{epoch: cut}`, drop at
+            the end of that epoch up to `cut` (a layer name from
+            `conv_cut_points(model).cuts`, or a number of convolutions,
+            rounded down to a cut point) whatever the score says. Defaults to
+            None.
+        cut_points: `"auto"` or the list of layer names allowed as cuts.
+            Defaults to `"auto"`.
+        log_scores: add `learn_drop/score/<conv>` to the epoch logs.
+            Defaults to True.
+        verbose: print each drop. Defaults to 0.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=60, validation_data=(xv, yv),
+              callbacks=[LayerDropping(warmup_epochs=5, cache="/tmp/feat")])
+    ```
+    """
+
+    _verb = "drop"
+
+    def __init__(
+        self,
+        warmup_epochs=5,
+        cache="memory",
+        cache_dtype=None,
+        refresh_every=None,
+        shuffle_buffer=4096,
+        seed=None,
+        backup_dir=None,
+        force_drops=None,
+        cut_points="auto",
+        log_scores=True,
+        verbose=0,
+    ):
+        super().__init__(warmup_epochs, force_drops, cut_points, log_scores, verbose)
+        if not (isinstance(cache, str) and cache == "memory") and not isinstance(
+            cache, (str, os.PathLike)
+        ):
+            raise TypeError(
+                f"cache must be 'memory' or a directory path. Received: cache={cache!r}"
+            )
+        if cache_dtype is not None and not tf.dtypes.as_dtype(cache_dtype).is_floating:
+            raise ValueError(
+                f"cache_dtype must be a float dtype or None. Received: cache_dtype={cache_dtype!r}"
+            )
+        if refresh_every is not None and (
+            not isinstance(refresh_every, int)
+            or isinstance(refresh_every, bool)
+            or refresh_every < 1
+        ):
+            raise ValueError(
+                "refresh_every must be None or an integer >= 1. "
+                f"Received: refresh_every={refresh_every!r}"
+            )
+        self.cache = cache
+        self.cache_dtype = cache_dtype
+        self.refresh_every = refresh_every
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.backup_dir = None if backup_dir is None else os.fspath(backup_dir)
+        self.timings = []  # per build: {"epoch", "source", "seconds", "write_seconds", "bytes"}
+
+    # ------------------------------------------------------------------
+    def _reset_state(self):
+        super()._reset_state()
+        self._head = None
+        self._feature_cache = None
+        self._building = None  # dict while a build epoch runs
+        self._cache_iter = None
+        self._epochs_since_build = 0
+        self._first_epoch = True
+
+    @property
+    def _cache_dir(self):
+        return None if self.cache == "memory" else os.fspath(self.cache)
+
+    def on_train_begin(self, logs=None):
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError(
+                "LayerDropping needs the TensorFlow backend. "
+                f"Received: backend={keras.backend.backend()!r}"
+            )
+        if self.model.optimizer is None:
+            raise ValueError("LayerDropping needs a compiled model (call model.compile first).")
+        self._reset_state()
+        self.history = []
+        self.timings = []
+        self._make_plan()
+        if self._cache_dir is not None:
+            check_directory(self._cache_dir)
+        self._fit_history = getattr(self.model, "history", None)
+        self._macs_table = layer_macs(self.model)
+        self._full_macs = sum(self._macs_table.values())
+        self._acquire(self.model)
+
+    # -- resume ----------------------------------------------------------
+    def _state_path(self):
+        return os.path.join(self.backup_dir, STATE_FILE)
+
+    def _save_state(self, next_epoch):
+        if self.backup_dir is None:
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        state = {
+            "version": 1,
+            "model": self.model.name,
+            "convs": self.plan.convs,
+            "next_epoch": next_epoch,
+            "dropped": self.dropped if self._pending is None else self._pending[0],
+            "dropped_scores": self.dropped_scores,
+            "history": self.history,
+        }
+        tmp = self._state_path() + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, self._state_path())
+
+    def _maybe_resume(self, epoch):
+        if epoch == 0:
+            return
+        state = None
+        if self.backup_dir is not None and os.path.exists(self._state_path()):
+            with open(self._state_path()) as f:
+                state = json.load(f)
+        if (
+            state is None
+            or state.get("next_epoch") != epoch
+            or state.get("convs") != self.plan.convs
+        ):
+            warnings.warn(
+                f"LayerDropping starts at epoch {epoch} without a matching saved state "
+                f"(backup_dir={self.backup_dir!r}); dropping decisions start afresh.",
+                stacklevel=2,
+            )
+            return
+        self.dropped_scores = list(state["dropped_scores"])
+        self.history = list(state["history"])
+        k = int(state["dropped"])
+        if k:
+            self._pending = (k, self.plan.cuts[k])
+            self._resume_refresh = True
+
+    # -- epochs ------------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        self._resume_refresh = False
+        if self._first_epoch:
+            self._first_epoch = False
+            self._maybe_resume(epoch)
+        self._epoch_start = time.perf_counter()
+        refresh = (
+            self.refresh_every is not None
+            and self.cut is not None
+            and self._epochs_since_build >= self.refresh_every
+        )
+        if self._pending is not None:
+            k, cut = self._pending
+            self._pending = None
+            from_raw = self.cut is None or self._resume_refresh
+            self._start_build(epoch, k, cut, from_raw)
+        elif refresh:
+            self._start_build(epoch, self.dropped, self.cut, True)
+        elif self._head is not None:
+            self._install_cache_function()
+        self._stats.begin_epoch(epoch)
+
+    def _start_build(self, epoch, k, cut, from_raw):
+        model = self.model
+        strategy = model.distribute_strategy
+        start = None if from_raw else self.cut
+        pre = sub_model(model, start, cut, name=f"{model.name}_learn_drop_pre")
+        core = sub_model(model, cut, None, name=f"{model.name}_learn_drop_core")
+        with strategy.scope():
+            head = _Head(model, core, pre, store_dtype=self.cache_dtype)
+            head.compile(
+                optimizer=model.optimizer,
+                steps_per_execution=model.steps_per_execution,
+                jit_compile=False,
+                run_eagerly=model.run_eagerly,
+            )
+        old_cache, old_iter = self._feature_cache, None
+        if not from_raw:
+            # One pass over the previous cache (shuffled), not the repeated iterator.
+            old_ds = old_cache.dataset(self._batch_size, shuffle=True, seed=self.seed, repeat=False)
+            old_iter = iter(strategy.experimental_distribute_dataset(old_ds))
+        self._cache_iter = None
+        self.dropped, self.cut, self._head = k, cut, head
+        self._acquire(head)
+        cache = FeatureCache(
+            directory=self._cache_dir, dtype=self.cache_dtype, shuffle_buffer=self.shuffle_buffer
+        )
+        self._building = {
+            "epoch": epoch,
+            "cache": cache,
+            "old_cache": old_cache,
+            "source_iter": None if from_raw else old_iter,
+            "source": "raw" if from_raw else "cache",
+            "start": time.perf_counter(),
+            "macs": sub_macs(self._macs_table, pre) + sub_macs(self._macs_table, core),
+        }
+        self._feature_cache, self._cache_iter = cache, None
+        self._head_macs = sub_macs(self._macs_table, core)
+        self._install_build_function(head)
+
+    def _install(self, mode):
+        """Points `model.train_function` at this callback's `mode` function.
+
+        The installed function holds only weak references, so an interrupted
+        `fit` does not keep the callback (and its cache) alive through the
+        model; in a later `fit` without this callback it rebuilds keras' own
+        train function.
+        """
+        self._mode = mode
+        model_ref, callback_ref = weakref.ref(self.model), weakref.ref(self)
+
+        def train_function(iterator):
+            callback, model = callback_ref(), model_ref()
+            if callback is None or getattr(model, "history", None) is not callback._fit_history:
+                model.make_train_function(force=True)
+                return model.train_function(iterator)
+            try:
+                return callback._run(iterator)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                raise
+            except BaseException:
+                callback._abort()
+                raise
+
+        self.model.train_function = train_function
+
+    def _run(self, iterator):
+        if self._mode == "cache":
+            return self._head.train_function(self._cache_iter)
+        build = self._building
+        source = build["source_iter"] if build["source_iter"] is not None else iterator
+        logs = None
+        for _ in range(self.model.steps_per_execution):
+            try:
+                data = next(source)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                if logs is None:
+                    raise StopIteration from None
+                break
+            logs, payload = build["step"](data)
+            build["cache"].append(*[self._to_numpy(v) for v in payload])
+        return logs
+
+    def _to_numpy(self, value):
+        parts = self.model.distribute_strategy.experimental_local_results(value)
+        return np.concatenate([np.asarray(p) for p in parts])
+
+    def _install_build_function(self, head):
+        strategy = self.model.distribute_strategy
+
+        @tf.function(reduce_retracing=True)
+        def step(data):
+            logs, payload = strategy.run(head.train_step, args=(data,))
+            logs = reduce_per_replica(logs, strategy, reduction="auto")
+            return logs, payload
+
+        self._building["step"] = step
+        self._install("build")
+
+    def _install_cache_function(self):
+        if self._cache_iter is None:
+            ds = self._feature_cache.dataset(
+                self._batch_size, shuffle=True, seed=self.seed, repeat=True
+            )
+            strategy = self.model.distribute_strategy
+            self._cache_iter = iter(strategy.experimental_distribute_dataset(ds))
+        self._head.make_train_function()
+        self._install("cache")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        built = self._building
+        if built is not None:
+            self._finish_build(epoch)
+        scores = self._scores()
+        k, standardized = self._decide(epoch, scores, may_decide=built is None)
+        macs = (
+            built["macs"]
+            if built is not None
+            else (self._head_macs if self._head is not None else self._full_macs)
+        )
+        self._epoch_logs(logs, scores, macs)
+        logs["learn_drop/epoch_seconds"] = time.perf_counter() - self._epoch_start
+        self._record_decision(epoch, k, standardized, scores)
+        if k is not None and k > self.dropped:
+            self._pending = (k, self.plan.cuts[k])
+        self._epochs_since_build += 1
+        self._save_state(epoch + 1)
+
+    def _finish_build(self, epoch):
+        build, self._building = self._building, None
+        cache = build["cache"]
+        cache.finalize()
+        if cache.num_samples == 0:
+            raise RuntimeError("LayerDropping: the build epoch produced no features.")
+        self._batch_size = int(cache.batch_size)
+        # The head now trains on the cache: retrace its train function without `pre`.
+        self._head.set_pre(None)
+        self._head.make_train_function(force=True)
+        old = build["old_cache"]
+        if old is not None:
+            old.cleanup()
+        self._epochs_since_build = 0
+        self.timings.append(
+            {
+                "epoch": epoch,
+                "source": build["source"],
+                "epoch_seconds": time.perf_counter() - build["start"],
+                "write_seconds": cache.write_seconds,
+                "bytes": int(cache.nbytes),
+                "samples": int(cache.num_samples),
+                "on_disk": cache.on_disk,
+            }
+        )
+
+    def _abort(self):
+        """Cleanup after an exception inside a train function."""
+        for cache in (self._feature_cache, (self._building or {}).get("old_cache")):
+            if cache is not None:
+                cache.cleanup()
+        self.model.train_function = None
+
+    def on_train_end(self, logs=None):
+        self._cleanup()
+        if self.backup_dir is not None and os.path.exists(self._state_path()):
+            os.remove(self._state_path())
+
+    def _cleanup(self):
+        model = self.model
+        if self._stats is not None:
+            self._stats.release(self)
+            self._stats = None
+        for cache in (self._feature_cache, (self._building or {}).get("old_cache")):
+            if cache is not None:
+                cache.cleanup()
+        self._feature_cache = None
+        self._cache_iter = None
+        self._head = None
+        self._building = None
+        model.train_function = None
+
+    def __del__(self):
+        cache = getattr(self, "_feature_cache", None)
+        if cache is not None:
+            cache.cleanup()
