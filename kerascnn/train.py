@@ -23,8 +23,20 @@ Extension points (for stopping, layer dropping, freezing...):
   the report's `stopped_epoch` (1-based, None when not stopped).
 - `CALLBACK_FACTORIES`: `name -> (flag_kwarg, factory(config) -> callback,
   report(callback, report) -> None)`; `train(**{flag_kwarg: True})` adds
-  the callback and lets `report` add fields. `stability_stopping` is
-  registered here; layer dropping can register the same way.
+  the callback and lets `report` add fields. `stability_stopping`,
+  `layer_dropping` and `layer_freezing` are registered here (the last two
+  raise a one-line ValueError when `kerascnn.callbacks` lacks them).
+
+Efficiency techniques (each recorded under the report's `"techniques"`):
+architecture flags (`blurpool`, `squeeze_excite`, `gap_head`, `kernel`,
+`organize` with `theta`), batch augmentation in the tf.data pipeline
+(`cutout`, `mixup`), `label_smoothing`, the `one_cycle` schedule, `swa`,
+`sam` and `layer_metrics` (TensorBoard, `logs/layers`).
+
+Distribution: `strategy="mirrored"` (or any `tf.distribute.Strategy`)
+builds and compiles the model in the strategy's scope; `batch_size` is the
+global batch; the report's `num_replicas` says how many replicas trained.
+See docs/distributed.md.
 
 The default command finishes in about a minute on 2 CPU cores:
 
@@ -57,7 +69,13 @@ DEFAULT_EPOCHS = 15
 DEFAULT_BATCH_SIZE = 64
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 DEFAULT_LEARNING_RATES = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "one_cycle")
+KERNELS = ("dw_pw", "dw_gpw", "dw_rpw")
+#: Defaults of the efficiency techniques (the efficient-CNN paper's / Composer's values).
+DEFAULT_CUTOUT_SIZE = 10
+DEFAULT_MIXUP_ALPHA = 0.2
+DEFAULT_SAM_RHO = 0.05
+DEFAULT_SWA_START = 0.75
 
 
 def _stability_factory(config):
@@ -84,9 +102,54 @@ def _stability_report(callback, report):
     ]
 
 
+def _learn_drop_class(name):
+    """`kerascnn.callbacks.<name>`, or a one-line ValueError if it is not importable."""
+    try:
+        from kerascnn import callbacks
+    except ImportError as error:
+        raise ValueError(f"{name} is not available in this installation: {error}") from None
+    cls = getattr(callbacks, name, None)
+    if cls is None:
+        raise ValueError(
+            f"{name} is not available in this installation (kerascnn.callbacks.{name} "
+            "cannot be imported)."
+        )
+    return cls
+
+
+def _layer_dropping_factory(config):
+    return _learn_drop_class("LayerDropping")(verbose=1 if config.get("verbose") else 0)
+
+
+def _layer_freezing_factory(config):
+    return _learn_drop_class("LayerFreezing")(verbose=1 if config.get("verbose") else 0)
+
+
+def _learn_drop_report(key):
+    def report_fn(callback, report):
+        report[key] = {
+            "warmup_epochs": getattr(callback, "warmup_epochs", None),
+            "dropped_convs": getattr(callback, "dropped", None),
+            "cut": getattr(callback, "cut", None),
+        }
+
+    return report_fn
+
+
 #: Pluggable callbacks: name -> (keyword argument of `train`, factory, reporter).
+#: `factory(config)` gets `{"verbose", "epochs", "output_dir", "seed"}`.
 CALLBACK_FACTORIES = {
     "stability_stopping": ("stability_stopping", _stability_factory, _stability_report),
+    "layer_dropping": (
+        "layer_dropping",
+        _layer_dropping_factory,
+        _learn_drop_report("layer_dropping"),
+    ),
+    "layer_freezing": (
+        "layer_freezing",
+        _layer_freezing_factory,
+        _learn_drop_report("layer_freezing"),
+    ),
 }
 
 
@@ -98,6 +161,31 @@ def _check_positive_int(value, arg):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{arg} must be a positive integer. Received: {arg}={value!r}")
     return int(value)
+
+
+def _check_bool(value, arg):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{arg} must be a bool. Received: {arg}={value!r}")
+    return bool(value)
+
+
+def _optional_number(
+    value, arg, default, *, integer=False, low=None, high=None, low_open=False, message=""
+):
+    """None/False -> None (off); True -> `default`; a number -> the checked number."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return default
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high
+    if not ok:
+        raise ValueError(f"{arg} must be None, a bool or {message}. Received: {arg}={value!r}")
+    return int(value) if integer else float(value)
 
 
 def _jsonable(value):
@@ -140,6 +228,11 @@ def _make_optimizer(optimizer, learning_rate, lr_schedule, decay_steps):
     lr = DEFAULT_LEARNING_RATES[optimizer] if learning_rate is None else learning_rate
     if lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, decay_steps))
+    elif lr_schedule == "one_cycle":
+        from kerascnn.schedules import OneCycle
+
+        # The rate peaks at `lr` (PyTorch OneCycleLR's defaults otherwise).
+        lr = OneCycle(lr, total_steps=int(decay_steps))
     if optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
     if optimizer == "adam":
@@ -161,6 +254,41 @@ def _make_strategy(strategy):
     raise ValueError(
         "strategy must be None, 'mirrored' or a tf.distribute.Strategy. "
         f"Received: strategy={strategy!r}"
+    )
+
+
+def _one_hot(ds, classes):
+    import tensorflow as tf
+
+    return ds.map(lambda x, y: (x, tf.one_hot(y, classes)), num_parallel_calls=2)
+
+
+def _batch_techniques(ds, classes, cutout_size, mixup_alpha, one_hot, seed):
+    """Cutout, one-hot labels and MixUp on the batches of a training pipeline."""
+    if cutout_size is not None:
+        from kerascnn.layers import Cutout
+
+        cutout = Cutout(cutout_size, seed=seed)
+        ds = ds.map(lambda x, y: (cutout(x), y), num_parallel_calls=2)
+    if one_hot:
+        ds = _one_hot(ds, classes)
+    if mixup_alpha is not None:
+        import keras
+
+        mixup = keras.layers.MixUp(alpha=mixup_alpha, seed=seed)
+
+        def mix(x, y):
+            out = mixup({"images": x, "labels": y})
+            return out["images"], out["labels"]
+
+        ds = ds.map(mix, num_parallel_calls=2)
+    return ds
+
+
+def _count_layers(model, class_names):
+    return sum(
+        type(layer).__name__ in class_names
+        for layer in model._flatten_layers(include_self=False, recursive=True)
     )
 
 
@@ -268,6 +396,25 @@ def train(
     source="auto",
     jit_compile=False,
     plots=True,
+    blurpool=False,
+    squeeze_excite=False,
+    se_min_channels=None,
+    se_latent_channels=None,
+    gap_head=False,
+    kernel=None,
+    kernel_groups=2,
+    kernel_overlap=0.5,
+    organize=False,
+    theta=0.0,
+    cutout=None,
+    mixup=None,
+    label_smoothing=0.0,
+    one_cycle=False,
+    swa=False,
+    sam=None,
+    layer_metrics=False,
+    layer_dropping=False,
+    layer_freezing=False,
 ):
     """Trains a zoo model on a dataset and writes the report, logs, model and plots.
 
@@ -300,11 +447,57 @@ def train(
         stability_stopping: add `kerascnn.callbacks.StabilityStopping`.
             Defaults to False.
         lr_schedule: `"cosine"` (decay to 0 over the planned epochs, the
-            default) or `"constant"`.
+            default), `"constant"` or `"one_cycle"` (same as `one_cycle=True`).
         limit: use only the first `limit` training examples.
         source: data source kind (`kerascnn.data.sources`). Defaults to "auto".
         jit_compile: XLA compilation (slower on small CPUs). Defaults to False.
         plots: write the PNG plots. Defaults to True.
+        blurpool: anti-aliased downsampling (`kerascnn.zoo.build(blurpool=True)`,
+            Composer's thresholds). Defaults to False.
+        squeeze_excite: squeeze-excite blocks after convolutions with at
+            least `se_min_channels` input and output channels. Defaults to False.
+        se_min_channels: SE threshold; None keeps the builder's 128
+            (Composer's), which adds no block to the small MNIST nets.
+        se_latent_channels: SE bottleneck width; None keeps the builder's 64.
+        gap_head: replace the model's head by global average pooling and one
+            dense layer (`head="gap"`). Defaults to False.
+        kernel: None or a kernel decomposition of `kerascnn.decomposer`
+            (`"dw_pw"`, `"dw_gpw"`, `"dw_rpw"`). Defaults to None.
+        kernel_groups: groups of GPW/RPW. Defaults to 2.
+        kernel_overlap: overlap of RPW. Defaults to 0.5.
+        organize: reorganize the stages with the 3DRF organizer
+            (`kerascnn.organizer.organize(spec, theta=theta)` on the base
+            spec, before the template); the model is then built with the
+            organized units per stage. Defaults to False.
+        theta: the organizer's threshold. Defaults to 0.0.
+        cutout: None/False (off), True (a 10x10 square, the paper's) or the
+            square's side; `kerascnn.layers.Cutout` on the training batches.
+        mixup: None/False (off), True (alpha 0.2) or alpha:
+            `keras.layers.MixUp` on the training batches (one-hot labels).
+        label_smoothing: in [0, 1); > 0 trains with
+            `CategoricalCrossentropy(label_smoothing=...)` on one-hot labels.
+            Defaults to 0.
+        one_cycle: the one-cycle schedule `kerascnn.schedules.OneCycle`
+            peaking at the learning rate (replaces `lr_schedule`). Defaults
+            to False.
+        swa: False, True (average from 75% of the planned epochs) or the
+            start fraction: `kerascnn.callbacks.StochasticWeightAveraging`,
+            batch norm re-estimated on the (un-augmented) training data.
+        sam: None/False (off), True (rho 0.05) or rho:
+            `kerascnn.sam.enable_sam`. Each step costs two forward and two
+            backward passes.
+        layer_metrics: write per-layer metrics
+            (`kerascnn.callbacks.LayerMetrics`) to `logs/layers`. Defaults to
+            False.
+        layer_dropping: add `kerascnn.callbacks.LayerDropping` (a ValueError
+            if it is not available). Defaults to False.
+        layer_freezing: add `kerascnn.callbacks.LayerFreezing`. Defaults to False.
+
+    With mixup or label smoothing the labels are one-hot during `fit`
+    (validation included). The reported `test_loss` and `test_accuracy` are
+    always the plain (sparse) cross-entropy and accuracy on the test split:
+    the model is recompiled with `"sparse_categorical_crossentropy"` after
+    training, so the saved model evaluates on the integer-label test data.
 
     Returns:
         The report dict (also written to `output_dir/report.json`).
@@ -353,17 +546,114 @@ def train(
             f"Received: mixed_precision={mixed_precision!r}"
         )
     extra_callbacks = list(callbacks or [])
-    plugins = {"stability_stopping": stability_stopping}
+    plugins = {
+        "stability_stopping": stability_stopping,
+        "layer_dropping": layer_dropping,
+        "layer_freezing": layer_freezing,
+    }
+    for key, enabled in plugins.items():
+        _check_bool(enabled, key)
+    if layer_dropping and layer_freezing:
+        raise ValueError(
+            "layer_dropping and layer_freezing cannot be combined. "
+            "Received: layer_dropping=True, layer_freezing=True"
+        )
+    for arg, value in (
+        ("blurpool", blurpool),
+        ("squeeze_excite", squeeze_excite),
+        ("gap_head", gap_head),
+        ("organize", organize),
+        ("one_cycle", one_cycle),
+        ("layer_metrics", layer_metrics),
+    ):
+        _check_bool(value, arg)
+    if kernel is not None and kernel not in KERNELS:
+        raise ValueError(f"kernel must be None or one of {KERNELS}. Received: kernel={kernel!r}")
+    cutout_size = _optional_number(
+        cutout, "cutout", DEFAULT_CUTOUT_SIZE, integer=True, low=1, message="a positive integer"
+    )
+    mixup_alpha = _optional_number(
+        mixup, "mixup", DEFAULT_MIXUP_ALPHA, low=0, low_open=True, message="a positive number"
+    )
+    swa_start = _optional_number(
+        swa, "swa", DEFAULT_SWA_START, low=0, high=1, message="a number in [0, 1)"
+    )
+    sam_rho = _optional_number(sam, "sam", DEFAULT_SAM_RHO, low=0, message="a number >= 0")
+    if (
+        isinstance(label_smoothing, bool)
+        or not isinstance(label_smoothing, (int, float))
+        or not 0 <= label_smoothing < 1
+    ):
+        raise ValueError(
+            "label_smoothing must be a number in [0, 1). "
+            f"Received: label_smoothing={label_smoothing!r}"
+        )
+    label_smoothing = float(label_smoothing)
+    if one_cycle:
+        lr_schedule = "one_cycle"
+    if lr_schedule == "one_cycle" and not isinstance(optimizer, str):
+        raise ValueError(
+            "one_cycle needs an optimizer name (the schedule is built for it). "
+            f"Received: optimizer={type(optimizer).__name__}"
+        )
+    one_hot = mixup_alpha is not None or label_smoothing > 0
     ds_info = data.info(dataset)
-    # Resolve the model spec now so that a bad template / width / stages fails fast.
-    zoo.get_spec(
-        model_name,
-        input_shape=ds_info["shape"],
+    organized = None
+    if organize:
+        from kerascnn import organizer
+
+        theta = organizer.check_theta(theta)
+        base_spec = zoo.get_spec(model_name, input_shape=ds_info["shape"], stages=stages)
+        result = organizer.organize(base_spec, theta=theta, input_shape=ds_info["shape"])
+        depths = [int(d) for d in organizer.body_depths(result.spec)]
+        organized = {
+            "theta": theta,
+            "depths_before": [int(d) for d in organizer.body_depths(base_spec)],
+            "depths_after": depths,
+            "steps": [step.describe() for step in result.steps],
+        }
+        stages = depths
+    model_kwargs = dict(
         template=template,
         width_multiplier=width_multiplier,
         stages=stages,
+        kernel=kernel,
+        kernel_groups=kernel_groups,
+        kernel_overlap=kernel_overlap,
     )
+    # Resolve the model spec now so that a bad template / width / stages fails fast.
+    zoo.get_spec(model_name, input_shape=ds_info["shape"], **model_kwargs)
+    build_kwargs = dict(model_kwargs, blurpool=blurpool, squeeze_excite=squeeze_excite)
+    if gap_head:
+        build_kwargs["head"] = "gap"
+    if se_min_channels is not None:
+        build_kwargs["se_min_channels"] = se_min_channels
+    if se_latent_channels is not None:
+        build_kwargs["se_latent_channels"] = se_latent_channels
+    plugin_callbacks = {}
+    plugin_config = {"verbose": verbose, "epochs": epochs, "seed": int(seed)}
+    for key, enabled in plugins.items():
+        if enabled:
+            _, factory, _ = CALLBACK_FACTORIES[key]
+            try:
+                plugin_callbacks[key] = factory(plugin_config)
+            except ImportError as error:
+                raise ValueError(f"{key} is not available in this installation: {error}") from None
     source_obj = sources.resolve(dataset, data_dir, source)
+    train_examples = source_obj.num_examples("train")
+    if limit is not None:
+        train_examples = min(train_examples, limit)
+    steps_per_epoch = math.ceil(train_examples / batch_size)
+    if lr_schedule == "one_cycle":
+        from kerascnn.schedules import OneCycle
+
+        try:
+            OneCycle(1.0, total_steps=epochs * steps_per_epoch)
+        except ValueError as error:
+            raise ValueError(
+                f"one_cycle needs more optimizer steps ({epochs} epochs x "
+                f"{steps_per_epoch} steps): {error}"
+            ) from None
     strategy_obj = _make_strategy(strategy)
     if output_dir is None:
         output_dir = os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -386,15 +676,16 @@ def train(
         dataset, "train", batch_size, augment=augment, seed=int(seed), limit=limit, **load_kwargs
     )
     test_ds = data.load(dataset, "test", batch_size, shuffle=False, **load_kwargs)
-    train_examples = source_obj.num_examples("train")
-    if limit is not None:
-        train_examples = min(train_examples, limit)
-    steps_per_epoch = math.ceil(train_examples / batch_size)
+    train_ds = _batch_techniques(
+        train_ds, ds_info["num_classes"], cutout_size, mixup_alpha, one_hot, int(seed)
+    )
+    fit_test_ds = _one_hot(test_ds, ds_info["num_classes"]) if one_hot else test_ds
 
     # ---- model -----------------------------------------------------------
     previous_policy = keras.mixed_precision.global_policy()
     timer = _EpochTimer.create()
-    plugin_callbacks = {}
+    technique_callbacks = []
+    swa_callback = None
     try:
         if policy_name:
             keras.mixed_precision.set_global_policy(policy_name)
@@ -404,31 +695,45 @@ def train(
                 model_name,
                 input_shape=ds_info["shape"],
                 classes=ds_info["num_classes"],
-                template=template,
-                width_multiplier=width_multiplier,
-                stages=stages,
+                **build_kwargs,
             )
+            if one_hot:
+                loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+            else:
+                loss = "sparse_categorical_crossentropy"
             net.compile(
                 optimizer=_make_optimizer(
                     optimizer, learning_rate, lr_schedule, epochs * steps_per_epoch
                 ),
-                loss="sparse_categorical_crossentropy",
+                loss=loss,
                 metrics=["accuracy"],
                 jit_compile=jit_compile,
             )
-        for key, enabled in plugins.items():
-            if enabled:
-                _, factory, _ = CALLBACK_FACTORIES[key]
-                try:
-                    plugin_callbacks[key] = factory({"verbose": verbose})
-                except ImportError as error:
-                    raise ValueError(
-                        f"{key} is not available in this installation: {error}"
-                    ) from None
+            if sam_rho is not None:
+                from kerascnn.sam import enable_sam
+
+                enable_sam(net, rho=sam_rho)
         log_dir = os.path.join(output_dir, "logs")
+        if swa_start is not None:
+            from kerascnn.callbacks import StochasticWeightAveraging
+
+            # Batch-norm re-estimation data: the un-augmented training split
+            # (passed explicitly: required under a tf.distribute strategy).
+            bn_data = data.load(
+                dataset, "train", batch_size, shuffle=False, limit=limit, **load_kwargs
+            )
+            swa_callback = StochasticWeightAveraging(
+                start=swa_start, data=bn_data, verbose=1 if verbose else 0
+            )
+            technique_callbacks.append(swa_callback)
+        if layer_metrics:
+            from kerascnn.callbacks import LayerMetrics
+
+            technique_callbacks.append(LayerMetrics(os.path.join(log_dir, "layers")))
         fit_callbacks = (
             [timer]
             + list(plugin_callbacks.values())
+            + technique_callbacks
             + [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0)]
             + extra_callbacks
         )
@@ -442,12 +747,21 @@ def train(
         history = net.fit(
             train_ds,
             epochs=epochs,
-            validation_data=test_ds,
+            validation_data=fit_test_ds,
             callbacks=fit_callbacks,
             verbose=verbose,
             shuffle=False,  # the pipeline shuffles (seeded)
         )
         train_time = time.perf_counter() - fit_start
+        if one_hot:
+            # Report (and save) the plain cross-entropy on integer labels.
+            with strategy_obj.scope() if strategy_obj is not None else _NullScope():
+                net.compile(
+                    optimizer=net.optimizer,
+                    loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"],
+                    jit_compile=jit_compile,
+                )
         evaluation = net.evaluate(test_ds, verbose=0, return_dict=True)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -457,6 +771,48 @@ def train(
     epoch_times = list(timer.times)
     mean_epoch = float(np.mean(epoch_times)) if epoch_times else 0.0
     macs, macs_note = _model_macs(net)
+    notes = [macs_note] if macs_note else []
+    techniques = {
+        "blurpool": None,
+        "squeeze_excite": None,
+        "gap_head": bool(gap_head),
+        "kernel": None
+        if kernel is None
+        else {"type": kernel, "groups": kernel_groups, "overlap": kernel_overlap},
+        "organize": organized,
+        "cutout": None if cutout_size is None else {"size": cutout_size},
+        "mixup": None if mixup_alpha is None else {"alpha": mixup_alpha},
+        "label_smoothing": label_smoothing,
+        "one_cycle": None
+        if lr_schedule != "one_cycle"
+        else {"total_steps": epochs * steps_per_epoch, "pct_start": 0.3},
+        "swa": None,
+        "sam": None if sam_rho is None else {"rho": sam_rho},
+        "layer_metrics": None
+        if not layer_metrics
+        else {"log_dir": os.path.join(log_dir, "layers")},
+        "layer_dropping": bool(layer_dropping),
+        "layer_freezing": bool(layer_freezing),
+    }
+    if blurpool:
+        count = _count_layers(net, ("BlurPool2D", "BlurMaxPool2D", "BlurConv2D"))
+        techniques["blurpool"] = {"layers": count}
+        if not count:
+            notes.append("blurpool added no layer (no strided conv / max-pool qualifies)")
+    if squeeze_excite:
+        count = _count_layers(net, ("SqueezeExcite",))
+        techniques["squeeze_excite"] = {
+            "blocks": count,
+            "min_channels": se_min_channels,
+            "latent_channels": se_latent_channels,
+        }
+        if not count:
+            notes.append(
+                "squeeze_excite added no block (no convolution reaches se_min_channels; "
+                "lower it with --se-min-channels)"
+            )
+    if swa_callback is not None:
+        techniques["swa"] = {"start": swa_start, "epochs_averaged": swa_callback.num_averaged}
     report = {
         "model": model_name,
         "dataset": dataset,
@@ -473,6 +829,13 @@ def train(
         "mixed_precision": policy_name,
         "strategy": type(strategy_obj).__name__ if strategy_obj is not None else None,
         "replicas": replicas,
+        "num_replicas": replicas,
+        "lr_schedule": lr_schedule,
+        "training_loss": "categorical_crossentropy"
+        if one_hot
+        else "sparse_categorical_crossentropy",
+        "techniques": techniques,
+        "techniques_enabled": [k for k, v in techniques.items() if v],
         "seed": int(seed),
         "train_examples": train_examples,
         "planned_epochs": epochs,
@@ -492,7 +855,7 @@ def train(
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "output_dir": output_dir,
         "files": {},
-        "notes": [macs_note] if macs_note else [],
+        "notes": notes,
         "versions": {
             "python": platform.python_version(),
             "keras": keras.__version__,
@@ -501,7 +864,7 @@ def train(
         "args": {k: v for k, v in args.items() if k != "strategy"}
         | {"strategy": strategy if isinstance(strategy, (str, type(None))) else "custom"},
     }
-    for cb in list(plugin_callbacks.values()) + extra_callbacks:
+    for cb in list(plugin_callbacks.values()) + technique_callbacks + extra_callbacks:
         stopped = getattr(cb, "stopped_epoch", None)
         if isinstance(stopped, (int, np.integer)) and stopped > 0:
             report["stopped_epoch"] = int(stopped) + 1
@@ -577,6 +940,8 @@ def format_report(report):
     if report.get("stopped_epoch"):
         epochs += f" (stopped at epoch {report['stopped_epoch']})"
     lines.append(f"epochs:           {epochs}")
+    if report.get("techniques_enabled"):
+        lines.append(f"techniques:       {', '.join(report['techniques_enabled'])}")
     stability = report.get("stability")
     if stability:
         stop = stability["stop_epoch"] or "not reached"
@@ -653,6 +1018,83 @@ def add_train_parser(subparsers):
         action="store_true",
         help="stop when every monitored layer's output spread is stable",
     )
+    techniques = parser.add_argument_group(
+        "efficiency techniques",
+        "architecture flags, augmentation, schedules and training procedures",
+    )
+    techniques.add_argument("--blurpool", action="store_true", help="anti-aliased downsampling")
+    techniques.add_argument(
+        "--squeeze-excite",
+        action="store_true",
+        help="squeeze-excite blocks (Composer's thresholds)",
+    )
+    techniques.add_argument(
+        "--se-min-channels", type=int, default=None, help="SE threshold (default: 128)"
+    )
+    techniques.add_argument(
+        "--se-latent-channels", type=int, default=None, help="SE bottleneck (default: 64)"
+    )
+    techniques.add_argument(
+        "--gap-head", action="store_true", help="global-average-pooling head + one dense layer"
+    )
+    techniques.add_argument(
+        "--kernel", default=None, choices=KERNELS, help="kernel decomposition (3DRF decomposer)"
+    )
+    techniques.add_argument("--kernel-groups", type=int, default=2, help="GPW/RPW groups")
+    techniques.add_argument("--kernel-overlap", type=float, default=0.5, help="RPW overlap")
+    techniques.add_argument(
+        "--organize", action="store_true", help="reorganize the stages with the 3DRF organizer"
+    )
+    techniques.add_argument(
+        "--theta", type=float, default=0.0, help="organizer threshold (default: 0)"
+    )
+    techniques.add_argument(
+        "--cutout",
+        type=int,
+        nargs="?",
+        const=DEFAULT_CUTOUT_SIZE,
+        default=None,
+        metavar="SIZE",
+        help=f"cutout of a SIZE x SIZE square (default size: {DEFAULT_CUTOUT_SIZE})",
+    )
+    techniques.add_argument(
+        "--mixup",
+        type=float,
+        nargs="?",
+        const=DEFAULT_MIXUP_ALPHA,
+        default=None,
+        metavar="ALPHA",
+        help=f"keras.layers.MixUp (default alpha: {DEFAULT_MIXUP_ALPHA})",
+    )
+    techniques.add_argument(
+        "--label-smoothing", type=float, default=0.0, metavar="EPS", help="label smoothing"
+    )
+    techniques.add_argument(
+        "--one-cycle", action="store_true", help="one-cycle LR schedule peaking at --lr"
+    )
+    techniques.add_argument(
+        "--swa",
+        type=float,
+        nargs="?",
+        const=DEFAULT_SWA_START,
+        default=None,
+        metavar="START",
+        help=f"stochastic weight averaging from START of the epochs (default {DEFAULT_SWA_START})",
+    )
+    techniques.add_argument(
+        "--sam",
+        type=float,
+        nargs="?",
+        const=DEFAULT_SAM_RHO,
+        default=None,
+        metavar="RHO",
+        help=f"sharpness-aware minimisation (default rho: {DEFAULT_SAM_RHO})",
+    )
+    techniques.add_argument(
+        "--layer-metrics", action="store_true", help="per-layer metrics in logs/layers"
+    )
+    parser.add_argument("--layer-dropping", action="store_true", help="Learn&Drop layer dropping")
+    parser.add_argument("--layer-freezing", action="store_true", help="Learn&Drop layer freezing")
     parser.add_argument("--output-dir", default=None, help="default: runs/<timestamp>")
     parser.add_argument("--data-dir", default=None, help="default: $KERASCNN_DATA_DIR")
     parser.add_argument("--data-source", default="auto", help="auto, tfds, idx, jpeg_zip, npz...")
@@ -681,6 +1123,25 @@ def run_train_command(args):
             mixed_precision=args.mixed_precision,
             strategy=args.strategy,
             stability_stopping=args.stability_stopping,
+            layer_dropping=args.layer_dropping,
+            layer_freezing=args.layer_freezing,
+            blurpool=args.blurpool,
+            squeeze_excite=args.squeeze_excite,
+            se_min_channels=args.se_min_channels,
+            se_latent_channels=args.se_latent_channels,
+            gap_head=args.gap_head,
+            kernel=args.kernel,
+            kernel_groups=args.kernel_groups,
+            kernel_overlap=args.kernel_overlap,
+            organize=args.organize,
+            theta=args.theta,
+            cutout=args.cutout,
+            mixup=args.mixup,
+            label_smoothing=args.label_smoothing,
+            one_cycle=args.one_cycle,
+            swa=args.swa,
+            sam=args.sam,
+            layer_metrics=args.layer_metrics,
             output_dir=args.output_dir,
             data_dir=args.data_dir,
             source=args.data_source,

@@ -293,3 +293,23 @@ def test_mirrored_strategy_two_logical_cpus():
     # Global (all-reduced) gradients, counted once, not once per replica.
     assert out["gsum_err"] <= 1e-4 * out["gsum_scale"] + 1e-7
     assert out["abs_ge"]
+
+
+def test_sam_step_is_kept_and_its_perturbed_pass_not_recorded():
+    # SAM installs a per-instance train_step; the mechanism wraps it, records
+    # only the training forward pass (not SAM's perturbed pass, which runs in
+    # a StatelessScope) and puts SAM's step back when it uninstalls.
+    from kerascnn.sam import enable_sam
+
+    keras.utils.set_random_seed(1)
+    model = compile_model(small_model(), lr=0.1)
+    enable_sam(model, rho=0.05)
+    sam_step = model.__dict__["train_step"]
+    x, y = data(8)
+    want = expected_std(model, x, 8)
+    probe = Probe()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[probe])
+    got = probe.results[0].activations
+    for name in want:
+        np.testing.assert_allclose(got[name]["std"], want[name], rtol=1e-5)
+    assert model.__dict__["train_step"] is sam_step

@@ -105,6 +105,15 @@ def test_extension_points(tmp_path):
         ({"template": "triangle"}, "template"),
         ({"data_dir": "/nonexistent/dir"}, "data_dir does not exist"),
         ({"strategy": "tpu"}, "strategy"),
+        ({"mixup": -1.0}, "mixup must be"),
+        ({"label_smoothing": 1.0}, "label_smoothing must be"),
+        ({"sam": -0.1}, "sam must be"),
+        ({"cutout": 0}, "cutout must be"),
+        ({"swa": 1.0}, "swa must be"),
+        ({"kernel": "dw_xx"}, "kernel must be"),
+        ({"organize": True, "theta": -1.0}, "theta must be"),
+        ({"layer_dropping": True, "layer_freezing": True}, "cannot be combined"),
+        ({"one_cycle": True, "epochs": 1, "limit": 64, "batch_size": 64}, "one_cycle needs"),
     ],
 )
 def test_bad_arguments_fail_fast(kwargs, match, tmp_path):
@@ -154,3 +163,151 @@ def test_deterministic_with_seed(tmp_path):
     a = train(output_dir=str(tmp_path / "a"), seed=3, **kwargs)
     b = train(output_dir=str(tmp_path / "b"), seed=3, **kwargs)
     np.testing.assert_allclose(a["history"]["loss"], b["history"]["loss"], rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Efficiency techniques.
+# ---------------------------------------------------------------------------
+def test_batch_techniques_cutout_and_mixup():
+    import tensorflow as tf
+
+    x = np.ones((8, 28, 28, 1), "float32")
+    y = np.arange(8, dtype="int32") % 10
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    images, labels = next(iter(train_module._batch_techniques(ds, 10, 10, None, True, seed=1)))
+    masked = np.sum(np.asarray(images) == 0, axis=(1, 2, 3))
+    # One square of at most 10x10 pixels per image (clipped at the borders).
+    assert np.all((masked >= 1) & (masked <= 100)) and np.any(masked == 100)
+    np.testing.assert_array_equal(np.asarray(labels), np.eye(10)[y])  # one-hot, no mixup
+    ds2 = tf.data.Dataset.from_tensor_slices((np.random.rand(64, 28, 28, 1), y.repeat(8)))
+    _, soft = next(iter(train_module._batch_techniques(ds2.batch(64), 10, None, 0.4, True, 1)))
+    soft = np.asarray(soft)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.any((soft > 1e-3) & (soft < 1 - 1e-3))  # mixed labels
+
+
+def test_training_techniques_in_report(tmp_path):
+    report = train(
+        "compact_mnist_1k5_dw",
+        epochs=2,
+        batch_size=64,
+        limit=256,
+        output_dir=str(tmp_path),
+        verbose=0,
+        plots=False,
+        blurpool=True,
+        squeeze_excite=True,
+        se_min_channels=8,
+        se_latent_channels=4,
+        cutout=True,
+        mixup=0.2,
+        label_smoothing=0.1,
+        one_cycle=True,
+        swa=0.5,
+        sam=True,
+        layer_metrics=True,
+    )
+    t = report["techniques"]
+    assert report["training_loss"] == "categorical_crossentropy"
+    assert report["lr_schedule"] == "one_cycle"
+    assert t["one_cycle"]["total_steps"] == 8  # 2 epochs x ceil(256 / 64)
+    assert t["cutout"] == {"size": 10} and t["mixup"] == {"alpha": 0.2}
+    assert t["label_smoothing"] == 0.1 and t["sam"] == {"rho": 0.05}
+    assert t["swa"] == {"start": 0.5, "epochs_averaged": 2}
+    assert set(report["techniques_enabled"]) == {
+        "blurpool", "squeeze_excite", "cutout", "mixup", "label_smoothing",
+        "one_cycle", "swa", "sam", "layer_metrics",
+    }  # fmt: skip
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    kinds = [type(layer).__name__ for layer in model._flatten_layers(include_self=False)]
+    assert t["squeeze_excite"]["blocks"] == kinds.count("SqueezeExcite") > 0
+    blur = sum(k.startswith("Blur") for k in kinds)
+    assert t["blurpool"]["layers"] == blur > 0
+    # Per-layer metrics were written under logs/layers.
+    assert any("tfevents" in f for _, _, fs in os.walk(tmp_path / "logs" / "layers") for f in fs)
+    # The saved model is compiled with the sparse loss: it evaluates on the
+    # integer-label test split to the reported figures.
+    test = data.load("embedded", "test", batch_size=128, shuffle=False)
+    result = model.evaluate(test, verbose=0, return_dict=True)
+    assert abs(result["accuracy"] - report["test_accuracy"]) <= 1e-6
+    assert abs(result["loss"] - report["test_loss"]) <= 1e-5
+
+
+def test_architecture_flags(tmp_path):
+    from kerascnn import zoo
+
+    report = train(
+        "compact_mnist_25k",
+        epochs=1,
+        batch_size=128,
+        limit=128,
+        width_multiplier=0.25,
+        output_dir=str(tmp_path / "k"),
+        verbose=0,
+        plots=False,
+        kernel="dw_rpw",
+        gap_head=True,
+    )
+    expected = zoo.build(
+        "compact_mnist_25k",
+        input_shape=(28, 28, 1),
+        width_multiplier=0.25,
+        kernel="dw_rpw",
+        head="gap",
+    )
+    assert report["params"] == expected.count_params()
+    assert report["techniques"]["kernel"] == {"type": "dw_rpw", "groups": 2, "overlap": 0.5}
+    assert report["techniques"]["gap_head"] is True
+    assert report["training_loss"] == "sparse_categorical_crossentropy"
+    model = keras.saving.load_model(tmp_path / "k" / "model.keras")
+    kinds = {type(layer).__name__ for layer in model._flatten_layers(include_self=False)}
+    assert "RollingPointwiseConv2D" in kinds
+
+    # The organizer moves MobileNet's units (docs/rf3d.md: theta=0.1 gives 4,4,2,2,1).
+    report = train(
+        "mobilenet",
+        epochs=1,
+        batch_size=128,
+        limit=128,
+        width_multiplier=0.125,
+        output_dir=str(tmp_path / "o"),
+        verbose=0,
+        plots=False,
+        organize=True,
+        theta=0.1,
+    )
+    organized = report["techniques"]["organize"]
+    assert organized["depths_before"] == [1, 2, 2, 6, 2]
+    assert organized["depths_after"] == report["stages"] == [4, 4, 2, 2, 1]
+
+
+def test_layer_dropping_unavailable_is_one_line_error(monkeypatch, tmp_path):
+    import kerascnn.callbacks
+
+    monkeypatch.delattr(kerascnn.callbacks, "LayerDropping", raising=False)
+    with pytest.raises(ValueError, match="LayerDropping is not available"):
+        train(layer_dropping=True, output_dir=str(tmp_path / "out"), verbose=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_technique_flags(tmp_path, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    train_module.add_train_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["train", "--cutout", "--mixup", "--sam", "0.1", "--swa", "--kernel", "dw_gpw"]
+    )
+    assert (args.cutout, args.mixup, args.sam, args.swa) == (10, 0.2, 0.1, 0.75)
+    assert args.kernel == "dw_gpw" and args.label_smoothing == 0.0 and not args.one_cycle
+    code = train_module.main(
+        ["--model", "compact_mnist_1k5_dw", "--epochs", "1", "--limit", "128"]
+        + ["--label-smoothing", "0.1", "--cutout", "6", "--blurpool"]
+        + ["--output-dir", str(tmp_path), "--verbose", "0"]
+    )
+    assert code == 0
+    with open(tmp_path / "report.json") as f:
+        saved = json.load(f)
+    assert saved["techniques"]["cutout"] == {"size": 6}
+    assert saved["techniques"]["label_smoothing"] == 0.1
+    assert saved["techniques_enabled"] == ["blurpool", "cutout", "label_smoothing"]

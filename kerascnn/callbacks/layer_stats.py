@@ -68,6 +68,7 @@ import weakref
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 GRADIENT_STATS = ("sum", "abs_sum", "norm")
 """Gradient statistics a consumer may request.
@@ -459,8 +460,20 @@ class LayerStatistics:
             if "call" in layer.__dict__:
                 object.__delattr__(layer, "call")
         self._hooked_layers = []
-        if model is not None and "train_step" in model.__dict__:
-            object.__delattr__(model, "train_step")
+        if (
+            model is not None
+            and getattr(self, "_hooked_train_step", False)
+            and "train_step" in model.__dict__
+        ):
+            saved = getattr(self, "_saved_train_step", None)
+            if saved is not None:
+                # Put back a per-instance train_step that was there before us
+                # (e.g. kerascnn.sam.enable_sam's).
+                object.__setattr__(model, "train_step", saved)
+            else:
+                object.__delattr__(model, "train_step")
+        self._saved_train_step = None
+        self._hooked_train_step = False
         if self._hooked_optimizer is not None:
             opt = self._hooked_optimizer
             if "_all_reduce_sum_gradients" in opt.__dict__:
@@ -490,7 +503,13 @@ class LayerStatistics:
         def call(*args, **kwargs):
             outputs = original(*args, **kwargs)
             record = _active_record()
-            if record is not None and record.collector is collector_ref():
+            # Forward passes under a StatelessScope (SAM's perturbed pass)
+            # are not the training forward pass: they are not recorded.
+            if (
+                record is not None
+                and record.collector is collector_ref()
+                and not in_stateless_scope()
+            ):
                 record.add(index, outputs)
             return outputs
 
@@ -499,6 +518,9 @@ class LayerStatistics:
 
     def _hook_train_step(self, model):
         original = model.train_step
+        # A per-instance train_step installed by someone else (SAM) is wrapped
+        # now and restored on uninstall.
+        self._saved_train_step = model.__dict__.get("train_step")
         collector_ref = weakref.ref(self)
 
         @functools.wraps(original)
@@ -519,6 +541,7 @@ class LayerStatistics:
             return outputs
 
         object.__setattr__(model, "train_step", train_step)
+        self._hooked_train_step = True
 
     def _hook_optimizer(self, model):
         optimizer = model.optimizer
