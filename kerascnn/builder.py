@@ -132,9 +132,7 @@ def check_input_shape(input_shape, spec):
             f"Received: input_shape={input_shape!r}"
         )
     for dim in input_shape:
-        if dim is not None and (
-            isinstance(dim, bool) or not isinstance(dim, int) or dim < 1
-        ):
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
             raise ValueError(
                 "input_shape entries must be positive integers (or None for "
                 f"height/width). Received: input_shape={input_shape!r}"
@@ -157,9 +155,7 @@ def check_input_shape(input_shape, spec):
 
 def check_classes(classes):
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise ValueError(
-            f"classes must be a positive integer. Received: classes={classes!r}"
-        )
+        raise ValueError(f"classes must be a positive integer. Received: classes={classes!r}")
 
 
 def check_weights(weights):
@@ -175,9 +171,7 @@ def check_weights(weights):
 
 def check_pooling(pooling):
     if pooling not in (None, "avg", "max"):
-        raise ValueError(
-            "pooling must be None, 'avg' or 'max'. " f"Received: pooling={pooling!r}"
-        )
+        raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
 
 
 # --------------------------------------------------------------------------
@@ -199,9 +193,7 @@ class _Ctx:
         self.epsilon = spec.batch_norm_epsilon
 
     def bn(self, name):
-        return layers.BatchNormalization(
-            momentum=self.momentum, epsilon=self.epsilon, name=name
-        )
+        return layers.BatchNormalization(momentum=self.momentum, epsilon=self.epsilon, name=name)
 
 
 def _activation(x, activation, prefix):
@@ -427,9 +419,7 @@ def _check_technique_args(blurpool, squeeze_excite, blurpool_min_channels, se_mi
         ("se_min_channels", se_min_channels),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(
-                f"{arg} must be a non-negative integer. Received: {arg}={value!r}"
-            )
+            raise ValueError(f"{arg} must be a non-negative integer. Received: {arg}={value!r}")
 
 
 def with_gap_head(spec):
@@ -490,9 +480,7 @@ def _build_head(x, spec, classes, classifier_activation):
         activation=classifier_activation,
         use_bias=kind != "gap_conv1x1",
         # Keep the logits in float32 under a mixed-precision policy.
-        dtype="float32"
-        if keras.config.dtype_policy().name.startswith("mixed")
-        else None,
+        dtype="float32" if keras.config.dtype_policy().name.startswith("mixed") else None,
         name="predictions",
     )(x)
 
@@ -545,9 +533,7 @@ def build_model(
         A `keras.Model`.
     """
     if not isinstance(spec, ArchSpec):
-        raise TypeError(
-            f"spec must be a kerascnn.spec.ArchSpec. Received: {type(spec).__name__}"
-        )
+        raise TypeError(f"spec must be a kerascnn.spec.ArchSpec. Received: {type(spec).__name__}")
     check_weights(weights)
     check_pooling(pooling)
     if include_top:

@@ -156,17 +156,14 @@ class Unit:
             )
         else:
             _check(
-                isinstance(filters, int)
-                and not isinstance(filters, bool)
-                and filters >= 1,
+                isinstance(filters, int) and not isinstance(filters, bool) and filters >= 1,
                 f"Unit filters must be a positive integer. Received: "
                 f"filters={self.filters!r} (kind={self.kind!r})",
             )
         object.__setattr__(self, "filters", filters)
         _check(
             isinstance(self.kernel_size, int) and self.kernel_size >= 1,
-            f"kernel_size must be a positive integer. Received: "
-            f"kernel_size={self.kernel_size!r}",
+            f"kernel_size must be a positive integer. Received: kernel_size={self.kernel_size!r}",
         )
         _check(
             isinstance(self.strides, int) and self.strides >= 1,
@@ -284,9 +281,7 @@ class Stage:
             "with a letter, such as 'stage1' or 'stem'. "
             f"Received: name={self.name!r}",
         )
-        units = tuple(
-            u if isinstance(u, Unit) else Unit.from_dict(u) for u in self.units
-        )
+        units = tuple(u if isinstance(u, Unit) else Unit.from_dict(u) for u in self.units)
         object.__setattr__(self, "units", units)
         _check(
             self.pool is None or self.pool in POOL_KINDS,
@@ -392,9 +387,7 @@ class ArchSpec:
     batch_norm_epsilon: float = 1e-5
 
     def __post_init__(self):
-        stages = tuple(
-            s if isinstance(s, Stage) else Stage.from_dict(s) for s in self.stages
-        )
+        stages = tuple(s if isinstance(s, Stage) else Stage.from_dict(s) for s in self.stages)
         object.__setattr__(self, "stages", stages)
         _check(
             bool(stages),
@@ -444,8 +437,7 @@ class ArchSpec:
         for f in filters:
             if not isinstance(f, int) or isinstance(f, bool) or f < 1:
                 raise ValueError(
-                    "Every filter count must be a positive integer. "
-                    f"Received: filters={filters}"
+                    f"Every filter count must be a positive integer. Received: filters={filters}"
                 )
         stages = [list(s.units) for s in self.stages]
         for (si, ui, unit), width in zip(items, filters):
@@ -453,8 +445,7 @@ class ArchSpec:
         return dataclasses.replace(
             self,
             stages=tuple(
-                dataclasses.replace(s, units=tuple(u))
-                for s, u in zip(self.stages, stages)
+                dataclasses.replace(s, units=tuple(u)) for s, u in zip(self.stages, stages)
             ),
         )
 
@@ -464,9 +455,7 @@ class ArchSpec:
 
     def body_stage_indices(self):
         """Indices of the stages that `with_depths` resizes (not the stems)."""
-        return [
-            i for i, s in enumerate(self.stages) if not s.name.startswith("stem")
-        ]
+        return [i for i, s in enumerate(self.stages) if not s.name.startswith("stem")]
 
     def with_depths(self, depths):
         """Returns a copy with `depths[k]` units in the k-th body stage.
@@ -505,15 +494,11 @@ class ArchSpec:
             stage = stages[index]
             units = list(stage.units)
             if not units:
-                raise ValueError(
-                    f"Stage {stage.name!r} of {self.name!r} has no units to repeat."
-                )
+                raise ValueError(f"Stage {stage.name!r} of {self.name!r} has no units to repeat.")
             if depth <= len(units):
                 units = units[:depth]
             else:
-                candidates = [
-                    i for i, u in enumerate(units) if u.option("role") != "transition"
-                ]
+                candidates = [i for i, u in enumerate(units) if u.option("role") != "transition"]
                 at = candidates[-1] if candidates else len(units) - 1
                 repeat = dataclasses.replace(units[at], strides=1)
                 units[at + 1 : at + 1] = [repeat] * (depth - len(units))

@@ -77,8 +77,7 @@ def canonical_template(template):
     key = _ALIASES.get(key, key)
     if key not in TEMPLATES:
         raise ValueError(
-            f"Unknown template. Expected one of {TEMPLATES}. "
-            f"Received: template={template!r}"
+            f"Unknown template. Expected one of {TEMPLATES}. Received: template={template!r}"
         )
     return key
 
@@ -95,8 +94,7 @@ def _check_filters(filters):
     for f in filters:
         if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1:
             raise ValueError(
-                "Every filter count must be a positive integer. "
-                f"Received: filters={filters}"
+                f"Every filter count must be a positive integer. Received: filters={filters}"
             )
     return [int(f) for f in filters]
 

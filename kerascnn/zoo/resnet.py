@@ -49,8 +49,7 @@ def resnet_spec(name, variant="cifar"):
     stages = [stem]
     for i, (depth, width) in enumerate(zip(depths, WIDTHS)):
         units = tuple(
-            Unit(kind, width, 3, strides=2 if (j == 0 and i > 0) else 1)
-            for j in range(depth)
+            Unit(kind, width, 3, strides=2 if (j == 0 and i > 0) else 1) for j in range(depth)
         )
         stages.append(Stage(f"stage{i + 1}", units))
     return ArchSpec(name=name, family="resnet", stages=tuple(stages), head=Head("gap_dense"))
