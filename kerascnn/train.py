@@ -242,6 +242,9 @@ def _make_optimizer(optimizer, learning_rate, lr_schedule, decay_steps):
     return keras.optimizers.RMSprop(lr)
 
 
+_MIRRORED_STRATEGIES = {}
+
+
 def _make_strategy(strategy):
     import tensorflow as tf
 
@@ -250,7 +253,21 @@ def _make_strategy(strategy):
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     if strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # One MirroredStrategy per process and device set: two instances in one
+        # process allocate the same collective group and instance keys, and
+        # the second one's all-reduces then collide with the first's in
+        # TensorFlow's process-wide collective executor ("Shape mismatch in
+        # the collective instance ..."). Reusing the strategy is what
+        # TensorFlow recommends and makes `train(strategy="mirrored")` safe to
+        # call repeatedly (notebooks, tuner trials).
+        devices = tuple(d.name for d in tf.config.list_logical_devices())
+        compute = tuple(d for d in devices if "GPU" in d) or tuple(
+            d for d in devices if "CPU" in d
+        )
+        cached = _MIRRORED_STRATEGIES.get(compute)
+        if cached is None:
+            cached = _MIRRORED_STRATEGIES[compute] = tf.distribute.MirroredStrategy()
+        return cached
     raise ValueError(
         "strategy must be None, 'mirrored' or a tf.distribute.Strategy. "
         f"Received: strategy={strategy!r}"
