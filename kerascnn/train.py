@@ -261,9 +261,7 @@ def _make_strategy(strategy):
         # TensorFlow recommends and makes `train(strategy="mirrored")` safe to
         # call repeatedly (notebooks, tuner trials).
         devices = tuple(d.name for d in tf.config.list_logical_devices())
-        compute = tuple(d for d in devices if "GPU" in d) or tuple(
-            d for d in devices if "CPU" in d
-        )
+        compute = tuple(d for d in devices if "GPU" in d) or tuple(d for d in devices if "CPU" in d)
         cached = _MIRRORED_STRATEGIES.get(compute)
         if cached is None:
             cached = _MIRRORED_STRATEGIES[compute] = tf.distribute.MirroredStrategy()
