@@ -215,9 +215,11 @@ class CNNHyperModel(keras_tuner.HyperModel):
         organizer_kwargs: keyword arguments of `kerascnn.organizer.organize`
             for `"3drf"` (e.g. `theta`). Defaults to None (its defaults).
         decomposer_kwargs: keyword arguments of `kerascnn.decomposer.decompose`
-            (e.g. `groups`, `overlap`). Defaults to None (its defaults). A
-            kernel type infeasible for a sampled model (groups not dividing
-            its channels) fails that trial.
+            (e.g. `groups`, `overlap`). Defaults to None (its defaults). For
+            `"dw_gpw"` and `"dw_rpw"` the templated channel counts are first
+            rounded up to a multiple of `groups`, so that every sampled model
+            can be decomposed; a model that still cannot (a non-templated
+            layer's channels) fails that trial with the reason.
         loss: the loss. Defaults to `"sparse_categorical_crossentropy"`.
         metrics: compile metrics. Defaults to `["accuracy"]`.
         name: the hypermodel name. Defaults to None.
@@ -449,6 +451,12 @@ class CNNHyperModel(keras_tuner.HyperModel):
                     f"kernel_type={kernel!r} needs kerascnn.decomposer (not importable)."
                 )
             kwargs = dict(self.decomposer_kwargs)
+            if kernel in ("dw_gpw", "dw_rpw"):
+                # GPW/RPW need channel counts divisible by the groups; round
+                # the templated widths up (as MobileNet's width rounding does)
+                # rather than waste the trial on an infeasible point.
+                groups = int(kwargs.get("groups", 2))
+                spec = spec.with_filters([-(-f // groups) * groups for f in spec.filters()])
             if _accepts(decompose, "input_shape"):
                 kwargs.setdefault("input_shape", input_shape)
             try:
