@@ -151,7 +151,11 @@ def main():
     parser.add_argument("--force-at", type=int, default=None, help="force a drop (experiments)")
     parser.add_argument("--force-convs", type=int, default=None)
     parser.add_argument(
-        "--data-dir", default=os.environ.get("KERASCNN_DATA_DIR", "/work/shared/data")
+        "--data-dir",
+        default=os.environ.get(
+            "KERASCNN_DATA_DIR",
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"),
+        ),
     )
     parser.add_argument("--out", default="benchmarks/results/layer_dropping.json")
     args = parser.parse_args()

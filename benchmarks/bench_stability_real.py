@@ -21,13 +21,10 @@ fixed budget, test accuracy, wall time. Results to
 """
 
 import argparse
-import gzip
-import io
 import json
 import os
 import sys
 import time
-import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -35,53 +32,42 @@ sys.path.insert(0, ROOT)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kerascnn import zoo  # noqa: E402
+from kerascnn import data, zoo  # noqa: E402
 from kerascnn.callbacks import StabilityStopping  # noqa: E402
 
 
-def data_dir():
-    return os.environ.get("KERASCNN_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
+def load_subset(name, n_train, n_test, rng):
+    """Random subsets (the files are ordered by class) of both splits, in [0, 1].
 
-
-def _idx(path, header):
-    with gzip.open(path, "rb") as f:
-        return np.frombuffer(f.read(), np.uint8, offset=header)
-
-
-def load_fashion_mnist(n_train, n_test, rng):
-    d = os.path.join(data_dir(), "fashion_mnist")
+    Read with `kerascnn.data.load` from `$KERASCNN_DATA_DIR` (default
+    `../shared/data` from the repository root): the Fashion-MNIST idx files and
+    the CIFAR-10 JPEG zip.
+    """
+    directory = os.environ.get("KERASCNN_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
     out = []
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        x = _idx(os.path.join(d, f"{split}-images-idx3-ubyte.gz"), 16).reshape(-1, 28, 28, 1)
-        y = _idx(os.path.join(d, f"{split}-labels-idx1-ubyte.gz"), 8).astype("int64")
+    for split, n in (("train", n_train), ("test", n_test)):
+        x, y = data.load(name, split, as_numpy=True, normalize=False, data_dir=directory)
         idx = rng.permutation(len(x))[:n]
-        out += [x[idx].astype("float32") / 255.0, y[idx]]
+        out += [x[idx], y[idx].astype("int64")]
     return out
 
 
-def load_cifar10_jpeg(n_train, n_test, rng):
-    from PIL import Image
-
-    out = []
-    with zipfile.ZipFile(os.path.join(data_dir(), "cifar10_jpeg.zip")) as z:
-        names = [n for n in z.namelist() if n.endswith(".jpg")]
-        classes = sorted({n.split("/")[-2] for n in names})
-        for split, n in (("train", n_train), ("test", n_test)):
-            files = sorted(f for f in names if f.split("/")[-3] == split)
-            pick = [files[i] for i in rng.permutation(len(files))[:n]]
-            x = np.stack(
-                [np.asarray(Image.open(io.BytesIO(z.read(f))).convert("RGB")) for f in pick]
-            )
-            y = np.array([classes.index(f.split("/")[-2]) for f in pick], "int64")
-            out += [x.astype("float32") / 255.0, y]
-    return out
+DATASETS = ("fashion_mnist", "cifar10")
 
 
-DATASETS = {"fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10_jpeg}
+def pad_to(arrays, size):
+    """Zero-pads 28x28 images to `size` (VGG's five poolings need 32x32)."""
+    x, y, xt, yt = arrays
+    if x.shape[1] >= size:
+        return arrays
+    lo = (size - x.shape[1]) // 2
+    hi = size - x.shape[1] - lo
+    pad = ((0, 0), (lo, hi), (lo, hi), (0, 0))
+    return [np.pad(x, pad), y, np.pad(xt, pad), yt]
 
 
-def run(model_name, data, args, mode, initial_weights):
-    x, y, xt, yt = data
+def run(model_name, subsets, args, mode, initial_weights):
+    x, y, xt, yt = subsets
     keras.utils.set_random_seed(args.seed)
     model = zoo.build(
         model_name, input_shape=x.shape[1:], classes=10, width_multiplier=args.width_multiplier
@@ -154,17 +140,18 @@ def main(argv=None):
         )
     results = {}
     for ds in args.datasets.split(","):
-        data = DATASETS[ds](args.train, args.test, np.random.default_rng(args.seed))
+        subsets = load_subset(ds, args.train, args.test, np.random.default_rng(args.seed))
         for model_name in args.models.split(","):
+            arrays = pad_to(subsets, 32) if model_name.startswith("vgg") else subsets
             keras.utils.set_random_seed(args.seed)
             init = zoo.build(
                 model_name,
-                input_shape=data[0].shape[1:],
+                input_shape=arrays[0].shape[1:],
                 classes=10,
                 width_multiplier=args.width_multiplier,
             ).get_weights()
             for mode in ("fixed", "stability", "early_stopping"):
-                r = run(model_name, data, args, mode, init)
+                r = run(model_name, arrays, args, mode, init)
                 results.setdefault(ds, {}).setdefault(model_name, {})[mode] = r
                 print(
                     ds,

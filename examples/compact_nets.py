@@ -19,58 +19,28 @@ reused by `benchmarks/bench_compact_*.py`.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import time
-import zipfile
 
 import numpy as np
 
-DATA_DIR = os.environ.get(
-    "KERASCNN_DATA_DIR",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"),
-)
 TECHNIQUES = ("bp", "se", "co", "m", "ls", "swa", "sam", "ocl")
 MODELS = {"mnist": "compact_mnist_1k5_dw", "cifar10": "compact_cifar_143k_dw"}
 
 
-def load_mnist(split):
-    """MNIST as float32 `(n, 28, 28, 1)` in [0, 1] and int labels, from the idx files."""
-    prefix = "train" if split == "train" else "t10k"
-    with gzip.open(os.path.join(DATA_DIR, "mnist", f"{prefix}-images-idx3-ubyte.gz")) as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
-    with gzip.open(os.path.join(DATA_DIR, "mnist", f"{prefix}-labels-idx1-ubyte.gz")) as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    return x.astype("float32") / 255.0, y.astype("int32")
-
-
-def load_cifar10(split, cache=None):
-    """CIFAR-10 from the JPEG zip (decoded once, cached as .npz outside the repo)."""
-    cache = cache or os.path.expanduser("~/.cache/kerascnn")
-    path = os.path.join(cache, f"cifar10_jpeg_{split}.npz")
-    if not os.path.exists(path):
-        import tensorflow as tf
-
-        images, labels = [], []
-        with zipfile.ZipFile(os.path.join(DATA_DIR, "cifar10_jpeg.zip")) as archive:
-            names = sorted(n for n in archive.namelist() if n.endswith(".jpg"))
-            classes = sorted({n.split("/")[-2] for n in names})
-            for name in names:
-                parts = name.split("/")
-                if split not in parts:
-                    continue
-                data = archive.read(name)
-                image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
-                images.append(image.numpy())
-                labels.append(classes.index(parts[-2]))
-        os.makedirs(cache, exist_ok=True)
-        np.savez(path, x=np.stack(images), y=np.array(labels, "int32"))
-    data = np.load(path)
-    return data["x"].astype("float32") / 255.0, data["y"]
-
-
 def load(dataset, split, limit=None):
-    x, y = (load_mnist if dataset == "mnist" else load_cifar10)(split)
+    """`(images in [0, 1], int labels)` of a split, a random subset of `limit` if given.
+
+    Read by `kerascnn.data.load` (MNIST idx files, the CIFAR-10 JPEG zip) from
+    `$KERASCNN_DATA_DIR`, by default `../shared/data` beside the repository.
+    """
+    from kerascnn import data
+
+    directory = os.environ.get(
+        "KERASCNN_DATA_DIR",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"),
+    )
+    x, y = data.load(dataset, split, as_numpy=True, normalize=False, data_dir=directory)
     if limit is not None:
         rng = np.random.default_rng(0)
         keep = rng.permutation(len(x))[:limit]
@@ -176,7 +146,9 @@ def train_and_evaluate(
             epoch_times.append(time.perf_counter() - self.t)
 
     start = time.perf_counter()
-    model.fit(train, epochs=epochs, verbose=verbose, callbacks=[_Timer(), *callbacks])
+    # The timer is the last callback, so an epoch's time includes the other
+    # callbacks' end-of-epoch work (SWA's weight averaging).
+    model.fit(train, epochs=epochs, verbose=verbose, callbacks=[*callbacks, _Timer()])
     train_time = time.perf_counter() - start
     _, accuracy = model.evaluate(test, verbose=0)
     return {
