@@ -38,22 +38,10 @@ INPUT_SHAPE = (32, 32, 1)
 
 
 def load_split(split, limit):
-    try:
-        from kerascnn import data
+    """Fashion-MNIST through `kerascnn.data.load` (`$KERASCNN_DATA_DIR`), padded to 32x32."""
+    from kerascnn import data
 
-        x, y = data.load("fashion_mnist", split, as_numpy=True, limit=limit or None)
-    except Exception:  # noqa: BLE001 -- fall back to reading the idx files
-        import gzip
-
-        root = "/work/shared/data/fashion_mnist"
-        prefix = "train" if split == "train" else "t10k"
-        with gzip.open(f"{root}/{prefix}-images-idx3-ubyte.gz") as f:
-            x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
-        with gzip.open(f"{root}/{prefix}-labels-idx1-ubyte.gz") as f:
-            y = np.frombuffer(f.read(), np.uint8, offset=8)
-        x = (x.astype("float32") / 255.0 - 0.2860) / 0.3530
-        if limit:
-            x, y = x[:limit], y[:limit]
+    x, y = data.load("fashion_mnist", split, as_numpy=True, limit=limit or None)
     x = np.pad(np.asarray(x, "float32"), ((0, 0), (2, 2), (2, 2), (0, 0)))
     return x, np.asarray(y, "int32")
 
