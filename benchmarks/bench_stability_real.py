@@ -3,11 +3,14 @@
 Datasets from `$KERASCNN_DATA_DIR` (default `../shared/data` from the repo
 root): Fashion-MNIST (idx gz files) and the CIFAR-10 JPEGs (zip), subsets of
 `--train` / `--test` images per split (stratification not enforced; say so
-when reporting). For each dataset and model, three runs from the same
-initial weights and seed:
+when reporting; 28x28 images are zero-padded to 32x32 for VGG). For each
+dataset and model, runs from the same initial weights and seed:
 
 * `fixed`: `--epochs` epochs.
-* `stability`: the same budget with `StabilityStopping()` (paper rule).
+* `stability`: the same budget with `StabilityStopping()` (the paper's rule:
+  r = 2 decimals, unchanged at the check epoch and two more).
+* `stability_rN` for each N of `--extra-decimals` (default 1): the same rule
+  at N decimals.
 * `early_stopping`: the same budget with `EarlyStopping(val_loss,
   patience=--es-patience, restore_best_weights=True)` on a 10% validation
   split; its cost counts the validation iterations like training ones, as
@@ -79,8 +82,11 @@ def run(model_name, subsets, args, mode, initial_weights):
         metrics=["accuracy"],
     )
     callbacks, fit_kw, cost_per_epoch = [], {}, 1.0
-    if mode == "stability":
-        cb = StabilityStopping()
+    if mode.startswith("stability"):
+        # "stability": the paper's rule (r = 2 decimals, patience 3);
+        # "stability_rN": the same rule at N decimals.
+        decimals = int(mode[len("stability_r") :]) if mode != "stability" else 2
+        cb = StabilityStopping(decimals=decimals)
         callbacks.append(cb)
     elif mode == "early_stopping":
         cb = keras.callbacks.EarlyStopping(
@@ -129,8 +135,14 @@ def main(argv=None):
     parser.add_argument("--es-patience", type=int, default=5)
     parser.add_argument("--width-multiplier", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--extra-decimals",
+        default="1",
+        help="comma list of other rounding precisions r to run the rule with (paper: 2)",
+    )
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
+    args.extra_decimals = [int(d) for d in str(args.extra_decimals).split(",") if d.strip()]
     if args.quick:
         args.train, args.test, args.epochs, args.width_multiplier = 256, 128, 3, 0.125
         args.models = "resnet18"
@@ -150,7 +162,10 @@ def main(argv=None):
                 classes=10,
                 width_multiplier=args.width_multiplier,
             ).get_weights()
-            for mode in ("fixed", "stability", "early_stopping"):
+            modes = ["fixed", "stability"]
+            modes += [f"stability_r{d}" for d in args.extra_decimals if d != 2]
+            modes += ["early_stopping"]
+            for mode in modes:
                 r = run(model_name, arrays, args, mode, init)
                 results.setdefault(ds, {}).setdefault(model_name, {})[mode] = r
                 print(
