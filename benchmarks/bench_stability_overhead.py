@@ -3,7 +3,8 @@
 Side by side in one process, on VGG-11-BN and ResNet-18 at CIFAR size
 (32x32x3, random data: the overhead does not depend on the values), one
 model per architecture. Each configuration runs `--rounds` fits of
-`--epochs` epochs, interleaved (plain, stability, metrics, plain, ...); the
+`--epochs` epochs, interleaved, each round starting with another
+configuration (plain, stability, metrics; stability, metrics, plain; ...); the
 first epoch of every fit (tracing) is the warm-up and is dropped. An epoch's
 time runs from before every callback's `on_epoch_begin` to after every
 callback's `on_epoch_end`, so the callbacks' own per-epoch work (resetting and
@@ -116,9 +117,13 @@ def main(argv=None):
         }
         times = {k: [] for k in configs}
         round_ratios = {k: [] for k in configs if k != "plain"}
-        for _ in range(args.rounds):
+        order = list(configs)
+        for rnd in range(args.rounds):
             this_round = {}
-            for key, make in configs.items():
+            # Each round starts with another configuration (position effects).
+            shift = rnd % len(order)
+            for key in order[shift:] + order[:shift]:
+                make = configs[key]
                 start = EpochStart()
                 end = EpochEnd(start)
                 model.fit(

@@ -4,7 +4,8 @@ Trains the paper's CIFAR-10 depthwise net (or the MNIST 1.5K net) with each
 technique alone, side by side in one process on the same data subset.
 Every row trains `--epochs` epochs per round; the first epoch of every fit
 (tracing, pipeline warm-up) is dropped, and the rows are run in `--rounds`
-interleaved rounds so that load drifts hit every row alike. Reported per row:
+interleaved rounds (each starting at another row, from a cleared Keras
+session) so that load drifts and position effects hit every row alike. Reported per row:
 the median and the minimum epoch time and their ratios to the baseline's,
 and the median over rounds of the row's round median over the baseline's
 (paired). The machines are noisy (epoch times of one configuration vary up
@@ -20,6 +21,7 @@ Full run:
 """
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -60,7 +62,13 @@ def main(argv=None):
     extra = {row: [] for row in rows}
     round_medians = {row: [] for row in rows}
     for rnd in range(args.rounds):
-        for row in rows:
+        # Each round starts at a different row (positions matter on these
+        # machines: the first fit after another one ran measurably slower), and
+        # every fit starts from a cleared session.
+        shift = rnd % len(rows)
+        for row in rows[shift:] + rows[:shift]:
+            keras.backend.clear_session()
+            gc.collect()
             techniques = () if row == "baseline" else (row,)
             r = train_and_evaluate(
                 args.dataset,

@@ -56,12 +56,17 @@ def make_dataset(x, y, batch_size, techniques=(), training=True, seed=0, classes
     from kerascnn.layers import Cutout
 
     ds = tf.data.Dataset.from_tensor_slices((x, keras.utils.to_categorical(y, classes)))
+    # Fixed parallelism and no autotuning: `fit` makes a new iterator every
+    # epoch, and destroying an autotuned one can stall for seconds here.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    ds = ds.with_options(options)
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training and "co" in techniques:
         cutout = Cutout(10, seed=seed)
-        ds = ds.map(lambda a, b: (cutout(a), b), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda a, b: (cutout(a), b), num_parallel_calls=2)
     if training and "m" in techniques:
         mixup = keras.layers.MixUp(alpha=0.2, seed=seed)
 
@@ -69,8 +74,8 @@ def make_dataset(x, y, batch_size, techniques=(), training=True, seed=0, classes
             out = mixup({"images": a, "labels": b})
             return out["images"], out["labels"]
 
-        ds = ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(mix, num_parallel_calls=2)
+    return ds.prefetch(2)
 
 
 def build(dataset, techniques=(), model_name=None):
