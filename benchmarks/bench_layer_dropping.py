@@ -113,9 +113,20 @@ def run_one(arch, data, method, args, init_weights):
         callbacks += [drop, CacheReadTimer(drop, args.batch)]
     callbacks.append(EpochTimer())
     start = time.perf_counter()
-    history = model.fit(
-        x, y, batch_size=args.batch, epochs=args.epochs, callbacks=callbacks, verbose=0
+    # The same input pipeline for every method: shuffled every epoch, fixed
+    # parallelism, no autotuning (destroying an autotuned per-epoch iterator
+    # stalls for seconds on these machines, which would inflate the plain
+    # runs' epochs; the feature cache's own pipelines are built the same way).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    train = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=args.seed, reshuffle_each_iteration=True)
+        .batch(args.batch)
+        .prefetch(2)
+        .with_options(options)
     )
+    history = model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=0)
     total = time.perf_counter() - start
     loss, acc = model.evaluate(xt, yt, batch_size=256, verbose=0)
     h = history.history
