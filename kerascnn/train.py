@@ -11,8 +11,10 @@ test split and writes, into `output_dir`:
 - `model.keras`: the trained model (`keras.saving.load_model` reloads it and
   evaluates to the reported accuracy);
 - `filters_per_layer.png` (filters per layer under every template, from
-  `kerascnn.plots`), `training_curves.png` and, with stability stopping,
-  `stability.png`.
+  `kerascnn.plots`), `training_curves.png` and `stability.png` (μ per
+  monitored layer: without `stability_stopping` the rule still watches the
+  run, never stopping it, and the report gives the epoch at which it would
+  have stopped; not with `layer_dropping`).
 
 Extension points (for stopping, layer dropping, freezing...):
 
@@ -81,7 +83,10 @@ DEFAULT_SWA_START = 0.75
 def _stability_factory(config):
     from kerascnn.callbacks import StabilityStopping
 
-    return StabilityStopping(verbose=1 if config.get("verbose") else 0)
+    return StabilityStopping(
+        verbose=1 if config.get("verbose") else 0,
+        monitor_only=bool(config.get("monitor_only", False)),
+    )
 
 
 def _stability_report(callback, report):
@@ -93,6 +98,10 @@ def _stability_report(callback, report):
         "planned_epochs": callback.planned_epochs,
         "epochs_saved": callback.epochs_saved,
         "fraction_saved": callback.fraction_saved,
+        "monitor_only": callback.monitor_only,
+        "stable_epoch": None if callback.stable_epoch is None else callback.stable_epoch + 1,
+        "predicted_epochs_saved": callback.predicted_epochs_saved,
+        "predicted_fraction_saved": callback.predicted_fraction_saved,
         "decimals": callback.decimals,
         "patience": callback.patience,
         "monitored_layers": list(callback.monitored_layers),
@@ -137,7 +146,8 @@ def _learn_drop_report(key):
 
 
 #: Pluggable callbacks: name -> (keyword argument of `train`, factory, reporter).
-#: `factory(config)` gets `{"verbose", "epochs", "output_dir", "seed"}`.
+#: `factory(config)` gets `{"verbose", "epochs", "seed", "monitor_only"}` (`monitor_only`:
+#: the flag is off and the callback only watches, as the stability monitor does).
 CALLBACK_FACTORIES = {
     "stability_stopping": ("stability_stopping", _stability_factory, _stability_report),
     "layer_dropping": (
@@ -647,11 +657,16 @@ def train(
         build_kwargs["se_latent_channels"] = se_latent_channels
     plugin_callbacks = {}
     plugin_config = {"verbose": verbose, "epochs": epochs, "seed": int(seed)}
+    # Without --stability-stopping the rule still watches the run (it never
+    # stops it) so that the report says when training became stable. Not with
+    # layer dropping: once layers are dropped only the head's step runs.
+    monitor_stability = not stability_stopping and not layer_dropping
     for key, enabled in plugins.items():
-        if enabled:
+        if enabled or (key == "stability_stopping" and monitor_stability):
             _, factory, _ = CALLBACK_FACTORIES[key]
+            config = dict(plugin_config, monitor_only=not enabled)
             try:
-                plugin_callbacks[key] = factory(plugin_config)
+                plugin_callbacks[key] = factory(config)
             except ImportError as error:
                 raise ValueError(f"{key} is not available in this installation: {error}") from None
     source_obj = sources.resolve(dataset, data_dir, source)
@@ -958,7 +973,19 @@ def format_report(report):
     if report.get("techniques_enabled"):
         lines.append(f"techniques:       {', '.join(report['techniques_enabled'])}")
     stability = report.get("stability")
-    if stability:
+    if stability and stability.get("monitor_only"):
+        if stability["stable_epoch"]:
+            lines.append(
+                f"stability:        stable at epoch {stability['stable_epoch']} (predicted; "
+                f"stopping there would save {stability['predicted_epochs_saved']} epochs, "
+                f"{100 * stability['predicted_fraction_saved']:.1f}%; --stability-stopping stops)"
+            )
+        else:
+            lines.append(
+                f"stability:        not stable within {stability['epochs_run']} epochs "
+                f"(r={stability['decimals']}, patience {stability['patience']})"
+            )
+    elif stability:
         stop = stability["stop_epoch"] or "not reached"
         lines.append(
             f"stability:        stable epoch {stop}, {stability['epochs_saved']} epochs saved "

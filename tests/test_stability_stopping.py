@@ -110,6 +110,23 @@ def test_callback_stops_logs_and_reports_savings(capsys):
     assert LayerStatistics.get(model) is None
 
 
+def test_monitor_only_records_the_stable_epoch_and_never_stops(capsys):
+    keras.utils.set_random_seed(0)
+    model = conv_model()
+    cb = StabilityStopping(verbose=1, monitor_only=True)
+    # lr=0: the rule fires at epoch index 3, as above, but training goes on.
+    history = fit(model, [cb], epochs=6)
+    assert len(history.epoch) == 6 and cb.epochs_run == 6
+    assert cb.stopped_epoch == 0 and cb.epochs_saved == 0
+    assert cb.stable_epoch == 3
+    assert cb.predicted_epochs_saved == 2 and cb.predicted_fraction_saved == pytest.approx(2 / 6)
+    assert "stable at epoch 4; stopping there would have saved 2 of 6" in capsys.readouterr().out
+    copied = copy.deepcopy(cb)
+    assert copied.monitor_only and copied.stable_epoch == 3
+    with pytest.raises(TypeError, match="monitor_only"):
+        StabilityStopping(monitor_only="yes")
+
+
 def test_training_model_does_not_stop_early():
     keras.utils.set_random_seed(1)
     model = conv_model()

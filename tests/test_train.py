@@ -48,6 +48,13 @@ def test_report_and_files(one_epoch_run):
         assert (out / name).stat().st_size > 0, name
     events = [f for _, _, fs in os.walk(out / "logs") for f in fs if "tfevents" in f]
     assert events  # TensorBoard logs for train and validation
+    # Without --stability-stopping the rule only watches: the report says whether
+    # (and when) training became stable, and the μ curves are plotted.
+    stability = saved["stability"]
+    assert stability["monitor_only"] is True and stability["stopped"] is False
+    assert stability["epochs_run"] == 1 and stability["stable_epoch"] is None
+    assert len(saved["stability_history"]) == 1
+    assert (out / "stability.png").stat().st_size > 0
 
 
 def test_reloaded_model_evaluates_to_reported_accuracy(one_epoch_run):

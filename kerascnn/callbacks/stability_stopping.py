@@ -119,9 +119,13 @@ class StabilityStopping(keras.callbacks.Callback):
     `stability/<layer>` (the unrounded μ) is added to the epoch logs, so
     `History`, `CSVLogger` and `TensorBoard` placed after this callback see
     it (`kerascnn plot-stability` draws them). After training,
-    `stopped_epoch` (0-based, 0 when not stopped), `epochs_run`,
+    `stopped_epoch` (0-based, 0 when not stopped), `stable_epoch` (0-based
+    epoch at which the rule first fired, None if it never did), `epochs_run`,
     `planned_epochs`, `epochs_saved` and `fraction_saved` (of the planned
-    epochs of this `fit`) are set.
+    epochs of this `fit`) are set. With `monitor_only=True` the callback
+    never stops training: it records `stable_epoch` and the saving that
+    stopping there would have brought (`predicted_epochs_saved`,
+    `predicted_fraction_saved`), e.g. to compare with a full run.
 
     Args:
         decimals: rounding precision r. Defaults to 2 (the paper's choice).
@@ -132,6 +136,8 @@ class StabilityStopping(keras.callbacks.Callback):
             convolution layer; see `default_monitored_layers`) or a list of
             layer names. Defaults to `"auto"`.
         verbose: 0 or 1; 1 prints the stop and the compute saved. Defaults to 0.
+        monitor_only: record when the rule fires but never stop. Defaults to
+            False.
 
     Example:
 
@@ -146,6 +152,7 @@ class StabilityStopping(keras.callbacks.Callback):
         start_from_epoch=0,
         layers="auto",
         verbose=0,
+        monitor_only=False,
     ):
         super().__init__()
         self._rule = StabilityRule(decimals, patience, start_from_epoch)
@@ -159,6 +166,9 @@ class StabilityStopping(keras.callbacks.Callback):
             layers = list(layers)
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={verbose!r}")
+        if not isinstance(monitor_only, bool):
+            raise TypeError(f"monitor_only must be a bool. Received: monitor_only={monitor_only!r}")
+        self.monitor_only = monitor_only
         self.decimals = decimals
         self.patience = patience
         self.start_from_epoch = start_from_epoch
@@ -169,6 +179,9 @@ class StabilityStopping(keras.callbacks.Callback):
 
     def _reset_results(self):
         self.stopped_epoch = 0
+        self.stable_epoch = None
+        self.predicted_epochs_saved = 0
+        self.predicted_fraction_saved = 0.0
         self.epochs_run = 0
         self.planned_epochs = 0
         self.epochs_saved = 0
@@ -187,10 +200,19 @@ class StabilityStopping(keras.callbacks.Callback):
             start_from_epoch=self.start_from_epoch,
             layers=copy.deepcopy(self.layers, memo),
             verbose=self.verbose,
+            monitor_only=self.monitor_only,
         )
-        for attr in ("stopped_epoch", "epochs_run", "planned_epochs", "epochs_saved"):
+        for attr in (
+            "stopped_epoch",
+            "stable_epoch",
+            "epochs_run",
+            "planned_epochs",
+            "epochs_saved",
+            "fraction_saved",
+            "predicted_epochs_saved",
+            "predicted_fraction_saved",
+        ):
             setattr(new, attr, getattr(self, attr))
-        new.fraction_saved = self.fraction_saved
         new.history = copy.deepcopy(self.history, memo)
         new.monitored_layers = list(self.monitored_layers)
         return new
@@ -223,8 +245,11 @@ class StabilityStopping(keras.callbacks.Callback):
                 stacklevel=2,
             )
         if self._rule.update(epoch, mu):
-            self.stopped_epoch = epoch
-            self.model.stop_training = True
+            if self.stable_epoch is None:
+                self.stable_epoch = epoch
+            if not self.monitor_only:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         if self._stats is not None:
@@ -237,6 +262,18 @@ class StabilityStopping(keras.callbacks.Callback):
         self.fraction_saved = (
             self.epochs_saved / self.planned_epochs if self.planned_epochs else 0.0
         )
+        if self.stable_epoch is not None:
+            self.predicted_epochs_saved = self.planned_epochs - (self.stable_epoch + 1 - start)
+            self.predicted_fraction_saved = (
+                self.predicted_epochs_saved / self.planned_epochs if self.planned_epochs else 0.0
+            )
+        if self.verbose and self.monitor_only and self.stable_epoch is not None:
+            print(
+                f"StabilityStopping (monitor only): all {len(self.monitored_layers)} monitored "
+                f"layers stable at epoch {self.stable_epoch + 1}; stopping there would have "
+                f"saved {self.predicted_epochs_saved} of {self.planned_epochs} planned epochs "
+                f"({100 * self.predicted_fraction_saved:.1f}%)."
+            )
         if self.verbose and self.stopped_epoch:
             print(
                 f"Epoch {self.stopped_epoch + 1}: StabilityStopping: all "
