@@ -36,7 +36,9 @@ import dataclasses
 
 import keras
 
-_CONV_CLASSES = (
+#: The Keras convolution layers (what counts as a convolution for cut points and
+#: for the statistics callbacks' default monitored layers).
+CONV_CLASSES = (
     keras.layers.Conv1D,
     keras.layers.Conv2D,
     keras.layers.Conv3D,
@@ -150,7 +152,7 @@ def conv_cut_points(model):
     position = {id(node): i for i, node in enumerate(nodes)}
     convs = []
     for node in nodes:
-        if isinstance(node.operation, _CONV_CLASSES):
+        if isinstance(node.operation, CONV_CLASSES):
             if node.operation.name in convs:
                 raise ValueError(
                     f"Convolution {node.operation.name!r} is called more than once "
@@ -198,7 +200,7 @@ def conv_cut_points(model):
             crossing[name] = bad
             continue
         valid.append(name)
-        tail_convs[name] = sum(1 for j in tail if isinstance(nodes[j].operation, _CONV_CLASSES))
+        tail_convs[name] = sum(1 for j in tail if isinstance(nodes[j].operation, CONV_CLASSES))
     cuts = {}
     for name in valid:  # topological order: later cuts overwrite earlier ones
         k = tail_convs[name]

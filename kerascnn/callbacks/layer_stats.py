@@ -70,6 +70,8 @@ import numpy as np
 import tensorflow as tf
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 
+from kerascnn.model_split import CONV_CLASSES
+
 GRADIENT_STATS = ("sum", "abs_sum", "norm")
 """Gradient statistics a consumer may request.
 
@@ -80,18 +82,6 @@ GRADIENT_STATS = ("sum", "abs_sum", "norm")
   gradient (all its trainable weights together).
 """
 
-_CONV_CLASSES = (
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv1D,
-    keras.layers.SeparableConv2D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-)
 _STAGE_PREFIX = re.compile(r"^(stem\d*|stage\d+)_")
 
 _STATE = threading.local()
@@ -162,7 +152,7 @@ def default_monitored_layers(model):
     ['stem_conv1_relu', 'stage1_block2_out']
     """
     layers = list(iter_layers(model))
-    convs = [layer for layer in layers if isinstance(layer, _CONV_CLASSES)]
+    convs = [layer for layer in layers if isinstance(layer, CONV_CLASSES)]
     if convs and all(_STAGE_PREFIX.match(layer.name) for layer in convs):
         last = {}
         for layer in layers:
