@@ -11,6 +11,7 @@ Usage:
 
     python benchmarks/bench_tuner_stability.py            # full (quiet machine)
     python benchmarks/bench_tuner_stability.py --quick    # seconds-scale smoke run
+    python benchmarks/bench_tuner_stability.py --trials 8 --epochs 20   # shorter search
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke configuration")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--trials", type=int, help="override max_trials (at least 6)")
+    parser.add_argument("--epochs", type=int, help="override the epochs per trial")
+    parser.add_argument("--patience", type=int, help="override StabilityStopping patience")
     parser.add_argument(
         "--output", default=os.path.join(ROOT, "benchmarks/results/tuner_stability.json")
     )
@@ -85,7 +89,13 @@ def main(argv=None):
             "bench_tuner_stability: kerascnn.callbacks.StabilityStopping is not available; "
             "this benchmark compares searches with and without it."
         )
-    cfg = QUICK if args.quick else FULL
+    cfg = dict(QUICK if args.quick else FULL)
+    for key in ("trials", "epochs", "patience"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 1 or (key == "trials" and value < 6):
+                raise SystemExit(f"bench_tuner_stability: --{key} is too small. Received: {value}")
+            cfg[key] = value
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for stability in (True, False):
