@@ -63,17 +63,6 @@ def main(dataset, description, default_epochs, default_rows, weight_decay, quick
     )
     if args.quick:
         kwargs.update(epochs=1, limit=quick_limit, test_limit=1000)
-    results = []
-    for row in rows:
-        result = train_and_evaluate(dataset, ROWS[row], verbose=0, **kwargs)
-        result["row"] = row
-        results.append(result)
-        print(
-            f"{row:>20}: acc={result['test_accuracy']:.4f} params={result['params']} "
-            f"epochs={result['epochs']} time={result['train_seconds']:.1f}s "
-            f"epoch={min(result['epoch_seconds']):.1f}s",
-            flush=True,
-        )
     output = args.output or os.path.join(
         ROOT, "benchmarks", "results", f"compact_{dataset}{'_quick' if args.quick else ''}.json"
     )
@@ -83,8 +72,22 @@ def main(dataset, description, default_epochs, default_rows, weight_decay, quick
         "quick": args.quick,
         "settings": vars(args) | {"weight_decay": weight_decay},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "rows": results,
+        "rows_requested": rows,
+        "complete": False,
+        "rows": [],
     }
-    with open(output, "w") as f:
-        json.dump(report, f, indent=1)
+    for row in rows:
+        result = train_and_evaluate(dataset, ROWS[row], verbose=0, **kwargs)
+        result["row"] = row
+        report["rows"].append(result)
+        report["complete"] = len(report["rows"]) == len(rows)
+        # Written after every row: a run cut short keeps the rows it finished.
+        with open(output, "w") as f:
+            json.dump(report, f, indent=1)
+        print(
+            f"{row:>20}: acc={result['test_accuracy']:.4f} params={result['params']} "
+            f"epochs={result['epochs']} time={result['train_seconds']:.1f}s "
+            f"epoch={min(result['epoch_seconds']):.1f}s",
+            flush=True,
+        )
     print(f"Wrote {output}")
