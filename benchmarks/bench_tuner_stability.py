@@ -11,7 +11,7 @@ Usage:
 
     python benchmarks/bench_tuner_stability.py            # full (quiet machine)
     python benchmarks/bench_tuner_stability.py --quick    # seconds-scale smoke run
-    python benchmarks/bench_tuner_stability.py --trials 8 --epochs 20   # shorter search
+    python benchmarks/bench_tuner_stability.py --trials 8 --epochs 15 --decimals 1  # shorter
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def main(argv=None):
     parser.add_argument("--trials", type=int, help="override max_trials (at least 6)")
     parser.add_argument("--epochs", type=int, help="override the epochs per trial")
     parser.add_argument("--patience", type=int, help="override StabilityStopping patience")
+    parser.add_argument("--decimals", type=int, help="override StabilityStopping decimals (r)")
     parser.add_argument(
         "--output", default=os.path.join(ROOT, "benchmarks/results/tuner_stability.json")
     )
@@ -90,7 +91,7 @@ def main(argv=None):
             "this benchmark compares searches with and without it."
         )
     cfg = dict(QUICK if args.quick else FULL)
-    for key in ("trials", "epochs", "patience"):
+    for key in ("trials", "epochs", "patience", "decimals"):
         value = getattr(args, key)
         if value is not None:
             if value < 1 or (key == "trials" and value < 6):
