@@ -77,7 +77,7 @@ def main(dataset, description, default_epochs, default_rows, weight_decay, quick
         "rows": [],
     }
     for row in rows:
-        result = train_and_evaluate(dataset, ROWS[row], verbose=0, **kwargs)
+        result = train_and_evaluate(dataset, ROWS[row], verbose=2, **kwargs)
         result["row"] = row
         report["rows"].append(result)
         report["complete"] = len(report["rows"]) == len(rows)

@@ -78,13 +78,33 @@ def test_idx_and_npz_identical(tmp_path):
 
 @pytest.fixture(scope="module")
 def tfds_mnist(tmp_path_factory):
-    """MNIST prepared by tfds from manual_dir = the idx files (about 20 s)."""
-    mnist = _real_dir("mnist")
+    """MNIST prepared by tfds from manual_dir = the idx files (about 20 s).
+
+    Fashion-MNIST is prepared into the same cache first: its archives have the
+    same file names as MNIST's, and tfds names its extractions after the file
+    name only, so with one shared download folder the "MNIST" prepared second
+    held Fashion-MNIST's images (a bug this fixture keeps caught).
+    """
+    mnist, fashion = _real_dir("mnist"), _real_dir("fashion_mnist")
     cache = tmp_path_factory.mktemp("tfds_cache")
+    fashion_source = sources.resolve(
+        "fashion_mnist", fashion, source="tfds_manual", cache_dir_path=str(cache)
+    )
     # Step 2 of the search order: the idx archives as tfds' manual_dir.
     source = sources.resolve("mnist", mnist, source="tfds_manual", cache_dir_path=str(cache))
     assert source.kind == "tfds" and source.location == str(cache / "tfds")
-    return source, sources.resolve("mnist", mnist, source="idx")
+    assert fashion_source.location == source.location  # one cache, two datasets
+    return source, sources.resolve("mnist", mnist, source="idx"), fashion_source
+
+
+def test_tfds_mnist_and_fashion_mnist_prepared_in_one_cache_stay_apart(tfds_mnist):
+    """Each dataset keeps its own examples when both are prepared in one cache."""
+    source, idx, fashion_source = tfds_mnist
+    x_fashion, y_fashion = fashion_source.arrays("test")
+    fashion_idx = sources.resolve("fashion_mnist", _real_dir("fashion_mnist"), source="idx")
+    assert _digests(x_fashion, y_fashion) == _digests(*fashion_idx.arrays("test"))
+    x_mnist, y_mnist = source.arrays("test")
+    assert _digests(x_mnist, y_mnist) != _digests(x_fashion, y_fashion)
 
 
 def test_tfds_prepared_mnist_identical_to_idx(tfds_mnist):
@@ -94,7 +114,7 @@ def test_tfds_prepared_mnist_identical_to_idx(tfds_mnist):
     compared as a multiset of (image, label) pairs; `load` also finds the
     prepared copy by itself (source "auto" searches tfds data dirs first).
     """
-    source, idx = tfds_mnist
+    source, idx, _ = tfds_mnist
     assert sources.resolve("mnist", source.location).kind == "tfds"  # step 1 finds it
     x_idx, y_idx = idx.arrays("test")
     x_tfds, y_tfds = source.arrays("test")
@@ -110,7 +130,7 @@ def test_tfds_prepared_mnist_identical_to_idx(tfds_mnist):
 @pytest.mark.slow
 def test_tfds_prepared_mnist_train_identical_to_idx(tfds_mnist):
     """The 60000 training examples too (decoding tfds' PNGs takes ~30 s here)."""
-    source, idx = tfds_mnist
+    source, idx, _ = tfds_mnist
     x_idx, y_idx = idx.arrays("train")
     x_tfds, y_tfds = source.arrays("train")
     assert _digests(x_tfds, y_tfds) == _digests(x_idx, y_idx)

@@ -425,12 +425,22 @@ def _tfds_prepared(info, data_dir):
 
 
 def _prepare_tfds(info, manual_dir, data_dir, download):
+    """Prepares `info`'s tfds dataset into `data_dir` (from `manual_dir` or a download).
+
+    Each dataset gets its own tfds download directory: tfds names the files it
+    extracts from a manual_dir after the archive's file name alone, so in a
+    shared `downloads/` folder MNIST's `train-images-idx3-ubyte.gz` would be
+    read back from Fashion-MNIST's extraction of its same-named file (or the
+    other way round), and the prepared copy would silently hold the other
+    dataset.
+    """
     tfds = _import_tfds()
     builder = tfds.builder(info.tfds_name, data_dir=data_dir)
     if manual_dir is None and not download:
         raise ValueError("Preparing a tfds dataset needs a manual_dir or download=True.")
     config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-    builder.download_and_prepare(download_config=config)
+    download_dir = os.path.join(data_dir, "downloads", info.tfds_name.replace("/", "_"))
+    builder.download_and_prepare(download_dir=download_dir, download_config=config)
     return builder
 
 
