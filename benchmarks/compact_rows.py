@@ -45,6 +45,9 @@ def main(dataset, description, default_epochs, default_rows, weight_decay, quick
     parser.add_argument("--limit", type=int, default=None, help="training images (default all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument(
+        "--shift", type=int, default=0, help="random shifts of up to N pixels in training"
+    )
     parser.add_argument("--output", default=None, help="JSON file (default in results/)")
     parser.add_argument("--quick", action="store_true", help="a few hundred images, 1 epoch")
     args = parser.parse_args(argv)
@@ -60,6 +63,7 @@ def main(dataset, description, default_epochs, default_rows, weight_decay, quick
         learning_rate=args.learning_rate,
         weight_decay=weight_decay,
         limit=args.limit,
+        shift=args.shift,
     )
     if args.quick:
         kwargs.update(epochs=1, limit=quick_limit, test_limit=1000)

@@ -9,7 +9,8 @@
    ``manual_dir``; the dataset is prepared once into ``<cache dir>/tfds``
    (MNIST: about 20 s on 2 CPU cores) and read from there afterwards (so by
    step 1). For MNIST and Fashion-MNIST the archives are the four
-   ``*-idx?-ubyte.gz`` files.
+   ``*-idx?-ubyte.gz`` files. Each dataset extracts into its own
+   ``<cache dir>/tfds/downloads/<tfds name>`` (the two share file names).
 3. ``idx``: the same four idx files, read directly with numpy (original order).
 4. ``jpeg_zip``: ``cifar10_jpeg.zip`` (``train/<class>/NNNN.jpg``,
    ``test/<class>/NNNN.jpg``), CIFAR-10 only. Class index = position of the
