@@ -133,6 +133,8 @@ def train_and_evaluate(
     from kerascnn.sam import enable_sam
     from kerascnn.schedules import OneCycle
 
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ValueError(f"shift must be a non-negative int. Received: shift={shift!r}")
     unknown = set(techniques) - set(TECHNIQUES)
     if unknown:
         raise ValueError(f"Unknown techniques {sorted(unknown)}; expected some of {TECHNIQUES}")
