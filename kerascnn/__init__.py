@@ -1,6 +1,12 @@
 """kerascnn: cheaper-to-train, better-designed convolutional networks for Keras 3.
 
-Modules (imported lazily, so `import kerascnn` and `kerascnn --help` stay fast):
+`import kerascnn` registers every kerascnn object that a `.keras` file can
+hold (layers, schedules: see `kerascnn._registration`), so a saved model
+loads in a fresh process after `import keras, kerascnn`. That imports Keras
+and TensorFlow; the `kerascnn` command line defers it until a command runs,
+so `kerascnn --help` stays fast.
+
+Modules (imported on first attribute access):
     spec: plain-data architecture specs (stages of units) with a JSON round trip.
     templates: filter-distribution templates and the width multiplier.
     builder: spec -> Keras functional model, with deterministic layer names.
@@ -15,6 +21,8 @@ Example:
 """
 
 import importlib
+import os
+import sys
 
 __version__ = "0.1.0"
 
@@ -46,3 +54,33 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + list(_SUBMODULES))
+
+
+#: Set by the console-script launcher (`kerascnn_cli.py`) for one import.
+_DEFER_ENV = "KERASCNN_CLI_DEFER_REGISTRATION"
+
+
+def _started_as_module():
+    """True while `python -m kerascnn` imports this package (before `__main__`)."""
+    if sys.argv[:1] != ["-m"]:
+        return False
+    for index, token in enumerate(getattr(sys, "orig_argv", ())):
+        if token == "-m":
+            return sys.orig_argv[index + 1 : index + 2] == ["kerascnn"]
+        if token.startswith("-m"):
+            return token == "-mkerascnn"
+    return False
+
+
+def _defer_registration():
+    """Whether the command line asked to defer `kerascnn._registration`.
+
+    The launcher's environment flag is removed here, so that processes the
+    command starts (and later imports) register as usual.
+    """
+    launcher = os.environ.pop(_DEFER_ENV, None) == "1"
+    return launcher or _started_as_module()
+
+
+if not _defer_registration():
+    from kerascnn import _registration  # noqa: E402, F401

@@ -1,4 +1,9 @@
-"""`python -m kerascnn ...`: the `kerascnn` command line."""
+"""`python -m kerascnn ...`: the `kerascnn` command line.
+
+`kerascnn/__init__.py` recognises `python -m kerascnn` and, as for the
+`kerascnn` console script (`kerascnn_cli.py`), defers the TensorFlow import
+until a command runs, so `python -m kerascnn --help` starts fast.
+"""
 
 import sys
 

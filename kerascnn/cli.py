@@ -7,6 +7,13 @@ is the part between `add_` and `_parser`, underscores as dashes: function
 `func=handler`, a function `(args) -> int`. Only the module of the command
 being run is imported (every module for `kerascnn --help`).
 
+The parser is built without importing TensorFlow or Keras (command modules
+import heavy modules inside their handlers), so `kerascnn --help` and
+`kerascnn --version` start fast; `kerascnn_cli.main` (the console script)
+defers the registration of kerascnn's serializable objects that
+`import kerascnn` does, and `main` imports `kerascnn._registration` before it
+runs a command (see `register_serializables`).
+
 Errors are one line on stderr and exit status 2, never a traceback: a handler
 raises `ValueError`, `TypeError` or `OSError` (incl. `FileNotFoundError`) with a
 clear message and `main` prints `kerascnn <command>: error: <message>`.
@@ -27,10 +34,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 PROG = "kerascnn"
 
@@ -144,7 +153,12 @@ def add_model_arguments(parser, *, classes=True, template=True):
             help="filter template: base, reverse, uniform, quadratic, negative_quadratic",
         )
     parser.add_argument(
-        "--width", default="1.0", metavar="W", help="width multiplier (default: 1.0)"
+        "--width",
+        "--width-multiplier",
+        dest="width",
+        default="1.0",
+        metavar="W",
+        help="width multiplier (default: 1.0)",
     )
     parser.add_argument(
         "--stages", default=None, metavar="N,N,...", help="units per stage, e.g. 5,5,4,2"
@@ -203,7 +217,8 @@ def add_list_parser(subparsers):
         description="Lists the zoo models: name, family and description.",
     )
     parser.add_argument("--family", default=None, help="only this family (e.g. resnet)")
-    parser.set_defaults(func=_run_list)
+    # Lists names only: no model is built or loaded, no registration needed.
+    parser.set_defaults(func=_run_list, registration=False)
     return parser
 
 
@@ -272,6 +287,59 @@ def build_parser(argv=()):
     return parser
 
 
+def register_serializables():
+    """Imports `kerascnn._registration` (Keras, TensorFlow and every kerascnn
+    serializable object), which the console script defers while it parses.
+
+    Called before a command runs, unless the command set `registration=False`
+    on its parser (`parser.set_defaults(registration=False)`: commands that
+    never build nor load a model).
+    """
+    with _tensorflow_start_up_notices_hidden():
+        importlib.import_module("kerascnn._registration")
+
+
+#: TensorFlow's start-up notices, printed by its C++ runtime whatever
+#: `TF_CPP_MIN_LOG_LEVEL` says (absl's "before InitializeLog" line, oneDNN's
+#: information line): the command line hides them so that an error stays one line.
+_START_UP_NOTICES = (
+    "WARNING: All log messages before absl::InitializeLog() is called",
+    "port.cc:153] oneDNN custom operations are on",
+    "cpu_feature_guard.cc",
+    "To enable the following instructions:",
+)
+
+
+@contextlib.contextmanager
+def _tensorflow_start_up_notices_hidden():
+    """Captures file descriptor 2 while TensorFlow starts; replays all but its notices.
+
+    Only when `TF_CPP_MIN_LOG_LEVEL` >= 1 (the command line's default is 2):
+    with 0 the user asked for TensorFlow's information lines.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0") or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", "replace")
+            kept = [
+                line
+                for line in text.splitlines(keepends=True)
+                if not any(notice in line for notice in _START_UP_NOTICES)
+            ]
+            sys.stderr.write("".join(kept))
+
+
 def main(argv=None):
     """Runs the `kerascnn` command line; returns the exit status.
 
@@ -293,6 +361,8 @@ def main(argv=None):
         print(f"{PROG}: error: a command is required (see `{PROG} --help`)", file=sys.stderr)
         return 2
     try:
+        if getattr(args, "registration", True):
+            register_serializables()
         return int(func(args) or 0)
     except _HANDLED_ERRORS as error:
         print(f"{PROG} {args.command}: error: {one_line(error)}", file=sys.stderr)

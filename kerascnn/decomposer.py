@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from kerascnn import rf3d
+from kerascnn import _checks, rf3d
 from kerascnn.builder import unit_prefix
 from kerascnn.spec import ArchSpec
 
@@ -155,6 +155,8 @@ def decompose_with_report(
         raise TypeError(f"spec must be a kerascnn.spec.ArchSpec. Received: {type(spec).__name__}")
     check_kernel(kernel)
     rf3d.check_groups_overlap(None, groups, overlap)
+    _checks.check_bool(shuffle, "shuffle")
+    _checks.check_bool(keep_first, "keep_first")
     stages = rf3d.split_stages(spec, input_shape)
     if not any(u.kind == "conv" and u.kernel_size > 1 for _, _, u in spec.units()):
         raise ValueError(

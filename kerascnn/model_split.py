@@ -15,6 +15,11 @@ convolutions form a chain works the same way; a model where a tensor skips
 over every possible cut (a dense connection to the end, several inputs) gets a
 `ValueError` naming the layer.
 
+Nested functional (or Sequential) models used as layers, such as a
+`keras.applications` backbone inside a user's model, are inlined first
+(`flatten_nested`): the cut points reach inside them. A nested subclassed
+model stays one opaque layer (no cut inside it).
+
 `conv_cut_points(model)` maps "the first k convolutions are in the tail" to
 the last layer at which the model can be cut with exactly those k
 convolutions in the tail, so that a cut after a conv also takes its BN,
@@ -33,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import keras
 
@@ -137,6 +143,7 @@ def conv_cut_points(model):
             convolution after which no single tensor crosses, and the layer
             that receives the other tensor.
     """
+    model = flatten_nested(model)
     inputs, outputs, nodes = _graph(model)
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(
@@ -229,6 +236,109 @@ def conv_cut_points(model):
     return CutPlan(convs=convs, cuts=cuts, valid=valid, blocked=blocked)
 
 
+_FLAT = weakref.WeakKeyDictionary()  # model -> its flat graph (built once)
+
+
+def _nested_graph(operation):
+    """`_graph` of a nested functional / Sequential model, else None."""
+    if not isinstance(operation, keras.Model):
+        return None
+    try:
+        return _graph(operation)
+    except ValueError:
+        return None  # subclassed: kept as one opaque layer
+
+
+def _run_nodes(nodes, tensors):
+    """Calls every node's operation again on the tensors mapped in `tensors`.
+
+    Nested functional models are replaced by their own nodes (recursively), so
+    the result is a flat graph over the same layer objects.
+    """
+    for node in nodes:
+        operation = node.operation
+        if isinstance(operation, keras.layers.InputLayer):
+            continue
+        args, kwargs = node.arguments.fill_in(tensors)
+        graph = _nested_graph(operation)
+        if graph is not None:
+            inner_inputs, inner_outputs, inner_nodes = graph
+            extra = sorted(k for k in kwargs if k not in ("training", "mask"))
+            if extra or kwargs.get("mask") is not None or len(args) != 1:
+                raise ValueError(
+                    f"Nested model {operation.name!r} is called with arguments that "
+                    "layer dropping cannot inline (only one positional input is "
+                    f"supported). Received: kwargs={extra}"
+                )
+            inner = {
+                id(t): v for t, v in zip(inner_inputs, keras.tree.flatten(args[0]), strict=True)
+            }
+            _run_nodes(inner_nodes, inner)
+            results = [inner[id(t)] for t in inner_outputs]
+        else:
+            results = keras.tree.flatten(operation(*args, **kwargs))
+        for tensor, value in zip(keras.tree.flatten(node.outputs), results, strict=True):
+            tensors[id(tensor)] = value
+
+
+def flatten_nested(model):
+    """`model` with every nested functional sub-model inlined, or `model` itself.
+
+    A functional model that uses another functional model as a layer (e.g. a
+    `keras.applications` backbone, or a kerascnn zoo model) is rebuilt as one
+    flat functional graph over the *same* layer objects (and so the same
+    variables): training the flat model trains `model`, and the cut points of
+    the flat graph reach inside the backbone. `model` itself is not changed
+    (its layers gain one extra symbolic call each, which saving ignores).
+    A model without nested models is returned as is.
+
+    Args:
+        model: a functional or Sequential `keras.Model`.
+
+    Returns:
+        A functional `keras.Model`.
+
+    A nested *subclassed* model has no graph to inline: it stays one opaque
+    layer (its convolutions are not cut points and not counted).
+
+    Raises:
+        ValueError: a nested model is called with extra arguments, or two
+            different layers share a name.
+
+    Example:
+
+    >>> inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
+    >>> x = keras.Input((8, 8, 3))
+    >>> outer = keras.Model(x, keras.layers.Conv2D(2, 3)(inner(x)))
+    >>> [type(layer).__name__ for layer in flatten_nested(outer).layers]
+    ['InputLayer', 'Conv2D', 'Conv2D']
+    """
+    cached = _FLAT.get(model)
+    if cached is not None:
+        return cached
+    inputs, outputs, nodes = _graph(model)
+    if not any(_nested_graph(node.operation) is not None for node in nodes):
+        return model
+    tensors = {id(t): t for t in inputs}
+    _run_nodes(nodes, tensors)
+    flat = keras.Model(
+        inputs,
+        [tensors[id(t)] for t in outputs] if len(outputs) > 1 else tensors[id(outputs[0])],
+        name=f"{model.name}_flat",
+    )
+    names = {}
+    for layer in flat.layers:
+        other = names.setdefault(layer.name, layer)
+        if other is not layer:
+            raise ValueError(
+                f"Two different layers are named {layer.name!r} in model {model.name!r} "
+                "and its nested models; layer dropping needs unique layer names. "
+                f"Received: model={model.name!r}"
+            )
+    _FLAT[model] = flat
+    return flat
+
+
 def _output_of(model, name):
     for node in _graph(model)[2]:
         if node.operation.name == name:
@@ -251,6 +361,7 @@ def sub_model(model, start, end, name=None):
         A functional `keras.Model` whose layers are the same objects as
         `model`'s.
     """
+    model = flatten_nested(model)
     inputs = model.inputs[0] if start is None else _output_of(model, start)
     outputs = model.outputs[0] if end is None else _output_of(model, end)
     name = name or f"{model.name}_{start or 'input'}_to_{end or 'output'}"

@@ -209,7 +209,8 @@ def organize(
         raise ValueError(
             f"max_steps must be a non-negative integer. Received: max_steps={max_steps!r}"
         )
-    input_shape = tuple(input_shape)
+    if isinstance(input_shape, list):
+        input_shape = tuple(input_shape)
     before = rf3d.analyze(spec, input_shape, alpha)
     steps = []
     seen = {body_depths(spec)}

@@ -153,9 +153,12 @@ def plot_filter_distributions(
     try:
         figure.savefig(tmp, dpi=dpi, format=suffix[1:].lower(), bbox_inches="tight")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(error, OSError):
+            reason = error.strerror or str(error)
+            raise OSError(f"Cannot write the figure to {path!r}: {reason}") from None
         raise
     return path
 
@@ -202,5 +205,6 @@ def add_plot_filters_parser(subparsers):
         metavar="T,T,...",
         help="comma-separated templates to draw (default: all)",
     )
-    parser.set_defaults(func=_run_plot_filters)
+    # Specs only: no model is built or loaded, so no TensorFlow import.
+    parser.set_defaults(func=_run_plot_filters, registration=False)
     return parser

@@ -69,7 +69,8 @@ def add_rf3d_parser(subparsers):
     add_model_arguments(parser, classes=False)
     parser.add_argument("--alpha", default="3", help="decay of the gain (default: 3)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(func=_run_rf3d)
+    # Specs only: no model is built or loaded, so no TensorFlow import.
+    parser.set_defaults(func=_run_rf3d, registration=False)
     return parser
 
 

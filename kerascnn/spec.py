@@ -432,7 +432,7 @@ class ArchSpec:
         if len(filters) != len(items):
             raise ValueError(
                 f"Expected {len(items)} filter values for {self.name!r} (one per "
-                f"templated layer or block). Received {len(filters)}: {filters}"
+                f"templated layer or block). Received {len(filters)}: filters={filters}"
             )
         for f in filters:
             if not isinstance(f, int) or isinstance(f, bool) or f < 1:

@@ -6,18 +6,33 @@ to the epoch logs, from either a TensorBoard log directory (keras'
 `epoch_stability/<layer>`, searched recursively) or a `CSVLogger` file, and
 draws μ per layer over epochs (one panel per layer), marking the epoch where
 the stopping rule fires.
+
+The rule is the one the run used: for a `kerascnn train` run (a log
+directory or CSV file inside a run directory, or the run directory itself),
+`decimals`, `patience` and `start_from_epoch` are read from the run's
+`report.json`; otherwise (or for a value the report lacks) the paper's rule
+(r=2, patience 3, from epoch 0). `--decimals`, `--patience` and
+`--start-from-epoch` override either.
+
+Example:
+
+    kerascnn plot-stability runs/20250101-120000 -o stability.png
+    kerascnn plot-stability log.csv -o stability.png --decimals 3
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import json
 import math
 import os
 
-from kerascnn.callbacks.stability_stopping import PAPER_PATIENCE, stability_stop_epoch
-
 _PREFIXES = ("epoch_stability/", "stability/")
+#: The rule's parameters, in the order of `plot_stability`'s arguments.
+RULE_KEYS = ("decimals", "patience", "start_from_epoch")
+#: How many directories above the log path are searched for `report.json`.
+_REPORT_LEVELS = 2
 
 
 def _read_csv(path):
@@ -85,13 +100,99 @@ def read_stability(path):
     return out
 
 
-def plot_stability(series, output, decimals=2, patience=PAPER_PATIENCE, start_from_epoch=0):
-    """Draws μ per layer over epochs to `output`; returns the stop epoch (0-based) or None."""
+def paper_rule():
+    """The paper's rule as `{"decimals": 2, "patience": 3, "start_from_epoch": 0}`."""
+    from kerascnn.callbacks.stability_stopping import PAPER_PATIENCE
+
+    return {"decimals": 2, "patience": PAPER_PATIENCE, "start_from_epoch": 0}
+
+
+def find_run_report(path):
+    """The `report.json` of the `kerascnn train` run that `path` belongs to, or None.
+
+    Looks in `path` (a directory), the directory holding `path` and up to
+    two directories above it (`runs/<ts>/logs/train` -> `runs/<ts>`).
+    """
+    directory = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path) or ".")
+    for _ in range(_REPORT_LEVELS + 1):
+        candidate = os.path.join(directory, "report.json")
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return None
+
+
+def recorded_rule(report_path):
+    """`{decimals, patience, start_from_epoch}` recorded in a run's report (those it has).
+
+    Raises:
+        ValueError: the report is not readable JSON.
+    """
+    try:
+        with open(report_path) as f:
+            report = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"Cannot read the run's report {report_path!r}: {e}") from None
+    stability = report.get("stability") if isinstance(report, dict) else None
+    if not isinstance(stability, dict):
+        return {}
+    return {
+        key: stability[key]
+        for key in RULE_KEYS
+        if isinstance(stability.get(key), int) and not isinstance(stability.get(key), bool)
+    }
+
+
+def resolve_rule(path, decimals=None, patience=None, start_from_epoch=None):
+    """The rule to apply to the logs at `path`, and where it came from.
+
+    Explicit values win; then the rule recorded in the run's `report.json`
+    (see `find_run_report`); then the paper's rule.
+
+    Returns:
+        `(rule, source)`: `rule` a dict with `RULE_KEYS`, `source` the report
+        path if any value came from it, else None.
+    """
+    rule = paper_rule()
+    report = find_run_report(path)
+    recorded = recorded_rule(report) if report else {}
+    rule.update(recorded)
+    explicit = dict(zip(RULE_KEYS, (decimals, patience, start_from_epoch)))
+    rule.update({k: v for k, v in explicit.items() if v is not None})
+    used = any(explicit[k] is None for k in recorded)
+    return rule, (report if used else None)
+
+
+def plot_stability(
+    series, output, decimals=None, patience=None, start_from_epoch=None, source=None
+):
+    """Draws μ per layer over epochs to `output`; returns the stop epoch (0-based) or None.
+
+    Args:
+        series: `{layer: [μ per epoch]}` (see `read_stability`).
+        output: the image path.
+        decimals: the rule's rounding. Defaults to the paper's 2.
+        patience: the rule's patience. Defaults to the paper's 3.
+        start_from_epoch: first epoch index the rule considers. Defaults to 0.
+        source: where the rule came from (named in the title), e.g. a
+            `report.json` path. Defaults to None (not named).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from kerascnn.callbacks.stability_stopping import stability_stop_epoch
+
+    defaults = paper_rule()
+    decimals = defaults["decimals"] if decimals is None else decimals
+    patience = defaults["patience"] if patience is None else patience
+    start_from_epoch = (
+        defaults["start_from_epoch"] if start_from_epoch is None else start_from_epoch
+    )
     layers = list(series)
     n_epochs = min(len(v) for v in series.values())
     history = [{layer: series[layer][e] for layer in layers} for e in range(n_epochs)]
@@ -110,10 +211,15 @@ def plot_stability(series, output, decimals=2, patience=PAPER_PATIENCE, start_fr
     for ax in axes.ravel()[len(layers) :]:
         ax.axis("off")
     title = "Layer stability μ per epoch"
+    rule = f"r={decimals}, patience={patience}"
+    if start_from_epoch:
+        rule += f", from epoch {start_from_epoch + 1}"
+    if source:
+        rule += f", the run's rule ({os.path.basename(source)})"
     title += (
-        f" (stop at epoch {stop + 1}: r={decimals}, patience={patience})"
+        f" (stop at epoch {stop + 1}: {rule})"
         if stop is not None
-        else f" (rule r={decimals}, patience={patience} did not fire)"
+        else f" (rule {rule} did not fire)"
     )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -127,9 +233,14 @@ def plot_stability(series, output, decimals=2, patience=PAPER_PATIENCE, start_fr
 
 def _run(args):
     series = read_stability(args.logdir)
-    stop = plot_stability(series, args.output, args.decimals, args.patience, args.start_from_epoch)
+    rule, source = resolve_rule(args.logdir, args.decimals, args.patience, args.start_from_epoch)
+    stop = plot_stability(series, args.output, source=source, **rule)
     where = f"stop at epoch {stop + 1}" if stop is not None else "no stop"
-    print(f"Wrote {args.output} ({len(series)} layers, {where}).")
+    rule_text = f"r={rule['decimals']}, patience={rule['patience']}"
+    if rule["start_from_epoch"]:
+        rule_text += f", from epoch {rule['start_from_epoch'] + 1}"
+    origin = f"recorded in {source}" if source else "paper's defaults / options"
+    print(f"Wrote {args.output} ({len(series)} layers, {where}; rule {rule_text}, {origin}).")
     return 0
 
 
@@ -140,10 +251,46 @@ def add_plot_stability_parser(subparsers):
         help="plot per-layer stability μ over epochs (the paper's Figure 5)",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("logdir", help="TensorBoard log directory or CSVLogger file")
+    parser.add_argument(
+        "logdir", help="a kerascnn train run directory, TensorBoard log directory or CSVLogger file"
+    )
     parser.add_argument("-o", "--output", default="stability.png", help="output image")
-    parser.add_argument("--decimals", type=int, default=2)
-    parser.add_argument("--patience", type=int, default=PAPER_PATIENCE)
-    parser.add_argument("--start-from-epoch", type=int, default=0)
-    parser.set_defaults(func=_run)
+    recorded = "default: the run's recorded rule, else"
+    parser.add_argument(
+        "--decimals", type=_non_negative_int, default=None, help=f"rounding r ({recorded} 2)"
+    )
+    parser.add_argument(
+        "--patience", type=_positive_int, default=None, help=f"patience ({recorded} 3)"
+    )
+    parser.add_argument(
+        "--start-from-epoch",
+        type=_non_negative_int,
+        default=None,
+        help=f"first 0-based epoch the rule considers ({recorded} 0)",
+    )
+    parser.set_defaults(func=_run, registration=False)
     return parser
+
+
+def _non_negative_int(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0. Received: {text!r}")
+    return value
+
+
+def _positive_int(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1. Received: {text!r}")
+    return value

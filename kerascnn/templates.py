@@ -192,7 +192,7 @@ def scale(filters, width_multiplier=1.0):
     return [round_filters(f * width_multiplier) for f in filters]
 
 
-def check_width_multiplier(width_multiplier):
+def check_width_multiplier(width_multiplier, name="width_multiplier"):
     """Raises a ValueError unless `width_multiplier` is a positive number."""
     if (
         isinstance(width_multiplier, bool)
@@ -200,9 +200,30 @@ def check_width_multiplier(width_multiplier):
         or not math.isfinite(float(width_multiplier))
         or width_multiplier <= 0
     ):
+        raise ValueError(f"{name} must be a positive number. Received: {name}={width_multiplier!r}")
+
+
+def check_no_vanishing_layer(filters, width_multiplier, model_name="the model"):
+    """Refuses a width multiplier that would scale a layer to 0 filters.
+
+    The rounding rule clips at one filter so that rounding residue never
+    deletes a layer; a multiplier that takes a layer below half a filter
+    (rounding to 0) is not residue but a degenerate net (e.g. 1e-6 turns
+    every layer into one filter), so it is an error. The message gives the
+    smallest multiplier accepted for `filters`.
+
+    Args:
+        filters: the per-layer filters the multiplier applies to.
+        width_multiplier: a positive number.
+        model_name: named in the error message.
+    """
+    smallest = min(filters)
+    if smallest * width_multiplier < 0.5:
         raise ValueError(
-            "width_multiplier must be a positive number. "
-            f"Received: width_multiplier={width_multiplier!r}"
+            f"width_multiplier={width_multiplier!r} is too small for {model_name}: its "
+            f"narrowest layer ({smallest} filters) would get {smallest * width_multiplier:.3g} "
+            f"filters, which rounds to 0. The smallest accepted value is "
+            f"{0.5 / smallest:.4g}. Received: width_multiplier={width_multiplier!r}"
         )
 
 
@@ -213,7 +234,8 @@ def apply_template(spec, template="base", width_multiplier=1.0):
         spec: a `kerascnn.spec.ArchSpec`.
         template: one of `TEMPLATES`. Defaults to `"base"`.
         width_multiplier: positive float applied after the template.
-            Defaults to 1.0.
+            Defaults to 1.0. A value that would round a layer to 0 filters
+            raises a `ValueError` (see `check_no_vanishing_layer`).
 
     Example:
 
@@ -225,5 +247,6 @@ def apply_template(spec, template="base", width_multiplier=1.0):
     template = canonical_template(template)
     check_width_multiplier(width_multiplier)
     filters = redistribute(spec.filters(), template)
+    check_no_vanishing_layer(filters, width_multiplier, repr(spec.name))
     filters = scale(filters, width_multiplier)
     return spec.with_filters(filters)

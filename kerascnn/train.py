@@ -14,7 +14,14 @@ test split and writes, into `output_dir`:
   `kerascnn.plots`), `training_curves.png` and `stability.png` (μ per
   monitored layer: without `stability_stopping` the rule still watches the
   run, never stopping it, and the report gives the epoch at which it would
-  have stopped; not with `layer_dropping`).
+  have stopped; not with `layer_dropping`);
+- `run_config.json` (at the start: the arguments, read back by
+  `train(resume=...)` / `kerascnn train --resume RUN_DIR`) and, while the
+  run trains, `checkpoint/` (the last finished epoch, removed at the end).
+  Ctrl-C writes `model.keras` of the last finished epoch and a partial
+  `report.json` (`"interrupted": true`), prints `resume with: kerascnn
+  train --resume <output_dir>` and exits with status 130; see `train`'s
+  `resume` argument.
 
 Extension points (for stopping, layer dropping, freezing...):
 
@@ -104,6 +111,7 @@ def _stability_report(callback, report):
         "predicted_fraction_saved": callback.predicted_fraction_saved,
         "decimals": callback.decimals,
         "patience": callback.patience,
+        "start_from_epoch": callback.start_from_epoch,
         "monitored_layers": list(callback.monitored_layers),
     }
     report["stability_history"] = [
@@ -396,6 +404,294 @@ class _EpochTimer:
         return EpochTimer()
 
 
+# --------------------------------------------------------------------------
+# Interrupting and resuming a run (see `train(resume=...)`).
+# --------------------------------------------------------------------------
+#: Written when a run starts: the arguments `train(resume=...)` reads back.
+RUN_CONFIG_FILE = "run_config.json"
+#: Sub-directory of the run holding the checkpoint of the last finished epoch.
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_STATE = "state.json"
+#: `kerascnn.callbacks.layer_dropping.STATE_FILE`, kept with the checkpoint.
+_LEARN_DROP_STATE = "learn_drop_state.json"
+#: Arguments that may differ from the run's when resuming (nothing they change is trained).
+RESUME_SAFE_ARGS = ("verbose", "data_dir", "plots")
+
+
+class _Resume:
+    """A run being resumed: its directory and checkpoint state (None: from epoch 0)."""
+
+    def __init__(self, run_dir, state):
+        self.run_dir, self.state = run_dir, state
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read {path!r}: {error}") from None
+
+
+def _recorded_args(args):
+    """The arguments as recorded in run_config.json and the report."""
+    recorded = dict(args)
+    if not isinstance(recorded.get("optimizer"), str):
+        recorded["optimizer"] = f"custom:{type(recorded['optimizer']).__name__}"
+    if not isinstance(recorded.get("strategy"), (str, type(None))):
+        recorded["strategy"] = "custom"
+    return recorded
+
+
+def _read_checkpoint(run_dir):
+    """The state of the last committed checkpoint of a run, or None."""
+    path = os.path.join(run_dir, CHECKPOINT_DIR, CHECKPOINT_STATE)
+    if not os.path.exists(path):
+        return None
+    state = _read_json(path)
+    state = state if isinstance(state, dict) else {}
+    weights = os.path.join(run_dir, CHECKPOINT_DIR, str(state.get("weights")))
+    if not isinstance(state.get("epoch"), int) or not os.path.exists(weights):
+        raise ValueError(f"The checkpoint {path!r} is incomplete (no weights file {weights!r}).")
+    return state
+
+
+def _same_arg(a, b):
+    off = (None, False)
+    if any(a is v for v in off) and any(b is v for v in off):
+        return True
+    return _jsonable(a) == _jsonable(b)
+
+
+def _resume_arguments(resume, given, callbacks):
+    """The `train` keyword arguments continuing the run in directory `resume`."""
+    import inspect
+
+    run_dir = os.path.abspath(os.path.expanduser(os.fspath(resume)))
+    received = f"Received: resume={os.fspath(resume)!r}"
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"resume must be a run directory of `kerascnn train`. {received}")
+    report_path = os.path.join(run_dir, "report.json")
+    if os.path.exists(report_path):
+        report = _read_json(report_path)
+        if not report.get("interrupted"):
+            raise ValueError(
+                f"The run in {run_dir} is finished ({report.get('trained_epochs')} of "
+                f"{report.get('planned_epochs')} planned epochs, see its report.json): nothing "
+                f"to resume; start a new run instead. {received}"
+            )
+    config_path = os.path.join(run_dir, RUN_CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise ValueError(f"{run_dir} has no {RUN_CONFIG_FILE}: not a resumable run. {received}")
+    stored = _read_json(config_path)
+    stored = stored.get("args", {}) if isinstance(stored, dict) else {}
+    if stored.get("optimizer") not in OPTIMIZERS or stored.get("strategy") == "custom":
+        raise ValueError(
+            f"The run in {run_dir} used an optimizer or strategy object, which cannot be "
+            f"recorded: it cannot be resumed. {received}"
+        )
+    defaults = {n: p.default for n, p in inspect.signature(train).parameters.items()}
+    kwargs = {k: v for k, v in stored.items() if k in defaults and k != "resume"}
+    for name, value in given.items():
+        if name in RESUME_SAFE_ARGS:
+            if not _same_arg(value, defaults[name]):
+                kwargs[name] = value
+        elif name == "output_dir" and value is not None:
+            if os.path.abspath(os.path.expanduser(os.fspath(value))) != run_dir:
+                raise ValueError(f"output_dir must be the resumed run's ({run_dir}). {received}")
+        elif not (_same_arg(value, defaults[name]) or _same_arg(value, stored.get(name))):
+            raise ValueError(
+                f"A resumed run keeps the options it was started with: {name} cannot be "
+                f"changed (the run has {name}={stored.get(name)!r}; only "
+                f"{', '.join(RESUME_SAFE_ARGS)} may change). Received: {name}={value!r}"
+            )
+    state = _read_checkpoint(run_dir)
+    return dict(kwargs, output_dir=run_dir, callbacks=callbacks, resume=_Resume(run_dir, state))
+
+
+def _remove_checkpoint(output_dir):
+    """Removes the checkpoint files of a run (only those this module writes)."""
+    directory = os.path.join(output_dir, CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        ours = name in (CHECKPOINT_STATE, _LEARN_DROP_STATE) or name.endswith(
+            (".weights.h5", ".tmp")
+        )
+        if ours:
+            os.remove(os.path.join(directory, name))
+    if not os.listdir(directory):
+        os.rmdir(directory)
+
+
+def _start_run(output_dir, args, resume):
+    """Returns the checkpoint state to resume from, or records a new run's arguments."""
+    if isinstance(resume, _Resume):
+        return resume.state
+    # A new run in a reused directory: nothing of a previous run there may be resumed.
+    _remove_checkpoint(output_dir)
+    report_path = os.path.join(output_dir, "report.json")
+    if os.path.exists(report_path):
+        os.remove(report_path)
+    config = {"version": 1, "args": _recorded_args(args)}
+    _write_json(os.path.join(output_dir, RUN_CONFIG_FILE), config)
+    return None
+
+
+def _commit_checkpoint(model, directory, epoch, logs, times, previous):
+    """Writes the checkpoint of `epoch` finished epochs; returns its state.
+
+    The weights (with the optimizer's variables) go to a temporary file
+    renamed to `epoch-NNNN.weights.h5`; then `state.json` (epochs, history,
+    LayerDropping's state) is replaced atomically: a process killed at any
+    point leaves the previous checkpoint or the new one, never a mix.
+    """
+    os.makedirs(directory, exist_ok=True)
+    weights = f"epoch-{epoch:04d}.weights.h5"
+    tmp = os.path.join(directory, f"tmp-{os.getpid()}.weights.h5")
+    model.save_weights(tmp, overwrite=True)
+    os.replace(tmp, os.path.join(directory, weights))
+    history = {k: list(v) for k, v in (previous or {}).get("history", {}).items()}
+    for key, value in (logs or {}).items():
+        try:
+            history.setdefault(key, []).append(float(value))
+        except (TypeError, ValueError):
+            continue
+    learn_drop = os.path.join(directory, _LEARN_DROP_STATE)
+    state = {
+        "version": 1,
+        "epoch": int(epoch),
+        "weights": weights,
+        "history": history,
+        "epoch_times_s": list(times),
+        "learn_drop_state": _read_json(learn_drop) if os.path.exists(learn_drop) else None,
+    }
+    _write_json(os.path.join(directory, CHECKPOINT_STATE), state)
+    for name in os.listdir(directory):
+        if name.startswith("epoch-") and name != weights:
+            os.remove(os.path.join(directory, name))
+    return state
+
+
+class _RunCheckpoint:
+    """Keras callback committing a checkpoint at every epoch end (built lazily)."""
+
+    @staticmethod
+    def create(output_dir, state, timer):
+        import keras
+
+        class RunCheckpoint(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.directory = os.path.join(output_dir, CHECKPOINT_DIR)
+                self.state = state  # the last committed one
+                self._previous_times = list((state or {}).get("epoch_times_s", []))
+
+            def on_epoch_end(self, epoch, logs=None):
+                times = self._previous_times + list(timer.times)
+                self.state = _commit_checkpoint(
+                    self.model, self.directory, epoch + 1, logs, times, self.state
+                )
+
+        return RunCheckpoint()
+
+
+def _attach_backup(callbacks, directory):
+    """Lets callbacks with a `backup_dir` (LayerDropping) keep their state there."""
+    for callback in callbacks:
+        if hasattr(callback, "backup_dir") and callback.backup_dir is None:
+            callback.backup_dir = directory
+
+
+def _restore_checkpoint(net, state, output_dir, epochs, verbose):
+    """Loads the checkpoint's weights and optimizer variables into `net`."""
+    directory = os.path.join(output_dir, CHECKPOINT_DIR)
+    if not net.optimizer.built:
+        net.optimizer.build(net.trainable_variables)
+    net.load_weights(os.path.join(directory, state["weights"]))
+    if state.get("learn_drop_state") is not None:
+        _write_json(os.path.join(directory, _LEARN_DROP_STATE), state["learn_drop_state"])
+    if verbose:
+        print(f"kerascnn train: resuming {output_dir} after epoch {state['epoch']} of {epochs}")
+
+
+def _merge_resumed(history, timer, state):
+    """Prepends the epochs of earlier sessions to `history` and `timer`; returns their time."""
+    if not state:
+        return 0.0
+    previous = state.get("history", {})
+    for key in set(previous) | set(history.history):
+        before = [float("nan") if v is None else v for v in previous.get(key, [])]
+        history.history[key] = before + list(history.history.get(key, []))
+    history.epoch = list(range(state["epoch"])) + list(history.epoch)
+    earlier = list(state.get("epoch_times_s", []))[: state["epoch"]]
+    timer.times = earlier + list(timer.times)
+    return float(sum(earlier))
+
+
+def _resume_notes(state, plugin_callbacks, swa_callback):
+    """Report notes on what a resumed run did not carry over."""
+    if not state:
+        return []
+    restarted = [k for k in ("stability_stopping", "layer_freezing") if k in plugin_callbacks]
+    restarted += ["swa"] if swa_callback is not None else []
+    note = f"resumed after epoch {state['epoch']}"
+    if restarted:
+        note += f" ({', '.join(restarted)} restarted their state at that epoch)"
+    return [note]
+
+
+def _resume_command(output_dir):
+    import shlex
+
+    path = os.path.relpath(output_dir)
+    if path.startswith(os.pardir):
+        path = output_dir
+    return f"kerascnn train --resume {shlex.quote(path)}"
+
+
+def _on_interrupt(net, checkpoint, output_dir, partial):
+    """Writes model.keras (last finished epoch) and a partial report; prints how to resume."""
+    import signal
+    import sys
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        state = checkpoint.state
+        model_path = os.path.join(output_dir, "model.keras")
+        notes = []
+        if state is not None and net is not None:
+            try:
+                net.load_weights(os.path.join(checkpoint.directory, state["weights"]))
+                tmp = os.path.join(output_dir, f"model.{os.getpid()}.tmp.keras")
+                net.save(tmp)
+                os.replace(tmp, model_path)
+            except Exception as error:  # still write the report and the resume line
+                notes.append(f"model.keras not written: {error}")
+        command = _resume_command(output_dir)
+        report = dict(
+            partial,
+            interrupted=True,
+            trained_epochs=state["epoch"] if state else 0,
+            history=(state or {}).get("history", {}),
+            epoch_times_s=(state or {}).get("epoch_times_s", []),
+            resume_command=command,
+            notes=notes,
+            files={
+                "model": model_path if os.path.exists(model_path) else None,
+                "checkpoint": checkpoint.directory if state else None,
+                "logs": os.path.join(output_dir, "logs"),
+            },
+        )
+        _write_json(os.path.join(output_dir, "report.json"), report)
+        print(f"resume with: {command}", file=sys.stderr, flush=True)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, handler)
+
+
 def train(
     model=DEFAULT_MODEL,
     dataset=DEFAULT_DATASET,
@@ -440,6 +736,7 @@ def train(
     layer_metrics=False,
     layer_dropping=False,
     layer_freezing=False,
+    resume=None,
 ):
     """Trains a zoo model on a dataset and writes the report, logs, model and plots.
 
@@ -517,6 +814,30 @@ def train(
         layer_dropping: add `kerascnn.callbacks.LayerDropping` (a ValueError
             if it is not available). Defaults to False.
         layer_freezing: add `kerascnn.callbacks.LayerFreezing`. Defaults to False.
+        resume: None, or the directory of an interrupted (Ctrl-C) or killed
+            run to continue up to its planned epochs (`kerascnn train
+            --resume RUN_DIR`). The run's arguments are read back from its
+            `run_config.json`; other arguments must be left at their
+            defaults or equal the run's (a ValueError otherwise), except
+            `verbose`, `data_dir`, `plots` and `callbacks`. A finished run
+            is a ValueError. Defaults to None.
+
+    Interrupting and resuming: at every epoch end the weights and optimizer
+    variables of the finished epoch are written to `checkpoint/` in
+    `output_dir` (a temporary file renamed, then `checkpoint/state.json`
+    replaced atomically: the epoch count, the history, LayerDropping's
+    state). On KeyboardInterrupt (Ctrl-C, SIGINT) `train` writes
+    `model.keras` from that checkpoint (the last finished epoch, never a
+    half-trained one) and a partial `report.json` with `"interrupted": true`,
+    prints `resume with: kerascnn train --resume <output_dir>` to stderr and
+    re-raises (the CLI exits with status 130). A run killed outright
+    (SIGKILL) resumes from its last checkpoint the same way. A resumed run
+    restarts its epoch at the beginning of the data pipeline, restores
+    LayerDropping's cut (the feature cache is rebuilt from raw data) and
+    the learning-rate schedule (the optimizer's step count); the histories
+    of StabilityStopping, LayerFreezing's decisions and SWA's average start
+    afresh at the resumed epoch (a note in the report says so). The
+    checkpoint is removed when the run finishes.
 
     With mixup or label smoothing the labels are one-hot during `fit`
     (validation included). The reported `test_loss` and `test_accuracy` are
@@ -528,7 +849,9 @@ def train(
         The report dict (also written to `output_dir/report.json`).
     """
     wall_start = time.perf_counter()
-    args = {k: v for k, v in locals().items() if k not in ("callbacks", "wall_start")}
+    args = {k: v for k, v in locals().items() if k not in ("callbacks", "wall_start", "resume")}
+    if resume is not None and not isinstance(resume, _Resume):
+        return train(**_resume_arguments(resume, args, callbacks))
     from kerascnn import data, zoo
     from kerascnn.data import sources
 
@@ -623,6 +946,7 @@ def train(
         )
     one_hot = mixup_alpha is not None or label_smoothing > 0
     ds_info = data.info(dataset)
+    check_model_fits_dataset(model_name, dataset, ds_info)
     organized = None
     if organize:
         from kerascnn import organizer
@@ -694,6 +1018,8 @@ def train(
         raise ValueError(f"Cannot create output_dir {output_dir!r}: {error.strerror}") from None
     if not os.access(output_dir, os.W_OK):
         raise ValueError(f"output_dir is not writable. Received: output_dir={output_dir!r}")
+    resume_state = _start_run(output_dir, args, resume)
+    _attach_backup(plugin_callbacks.values(), os.path.join(output_dir, CHECKPOINT_DIR))
 
     import keras
 
@@ -714,6 +1040,8 @@ def train(
     # ---- model -----------------------------------------------------------
     previous_policy = keras.mixed_precision.global_policy()
     timer = _EpochTimer.create()
+    checkpoint = _RunCheckpoint.create(output_dir, resume_state, timer)
+    net = None
     technique_callbacks = []
     swa_callback = None
     try:
@@ -743,6 +1071,8 @@ def train(
                 from kerascnn.sam import enable_sam
 
                 enable_sam(net, rho=sam_rho)
+            if resume_state:
+                _restore_checkpoint(net, resume_state, output_dir, epochs, verbose)
         log_dir = os.path.join(output_dir, "logs")
         if swa_start is not None:
             from kerascnn.callbacks import StochasticWeightAveraging
@@ -764,6 +1094,7 @@ def train(
             [timer]
             + list(plugin_callbacks.values())
             + technique_callbacks
+            + [checkpoint]
             + [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0)]
             + extra_callbacks
         )
@@ -777,12 +1108,14 @@ def train(
         history = net.fit(
             train_ds,
             epochs=epochs,
+            initial_epoch=resume_state["epoch"] if resume_state else 0,
             validation_data=fit_test_ds,
             callbacks=fit_callbacks,
             verbose=verbose,
             shuffle=False,  # the pipeline shuffles (seeded)
         )
-        train_time = time.perf_counter() - fit_start
+        earlier = _merge_resumed(history, timer, resume_state)  # epochs of earlier sessions
+        train_time, wall_start = time.perf_counter() - fit_start + earlier, wall_start - earlier
         if one_hot:
             # Report (and save) the plain cross-entropy on integer labels.
             with strategy_obj.scope() if strategy_obj is not None else _NullScope():
@@ -793,6 +1126,11 @@ def train(
                     jit_compile=jit_compile,
                 )
         evaluation = net.evaluate(test_ds, verbose=0, return_dict=True)
+    except KeyboardInterrupt:
+        partial = dict(model=model_name, dataset=dataset, planned_epochs=epochs)
+        partial.update(output_dir=output_dir, args=_recorded_args(args))
+        _on_interrupt(net, checkpoint, output_dir, partial)
+        raise
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -802,6 +1140,7 @@ def train(
     mean_epoch = float(np.mean(epoch_times)) if epoch_times else 0.0
     macs, macs_note = _model_macs(net)
     notes = [macs_note] if macs_note else []
+    notes += _resume_notes(resume_state, plugin_callbacks, swa_callback)
     techniques = {
         "blurpool": None,
         "squeeze_excite": None,
@@ -891,8 +1230,9 @@ def train(
             "keras": keras.__version__,
             "tensorflow": __import__("tensorflow").__version__,
         },
-        "args": {k: v for k, v in args.items() if k != "strategy"}
-        | {"strategy": strategy if isinstance(strategy, (str, type(None))) else "custom"},
+        "args": _recorded_args(args),
+        "interrupted": False,
+        "resumed_from_epoch": resume_state["epoch"] if resume_state else None,
     }
     for cb in list(plugin_callbacks.values()) + technique_callbacks + extra_callbacks:
         stopped = getattr(cb, "stopped_epoch", None)
@@ -916,6 +1256,7 @@ def train(
     report_path = os.path.join(output_dir, "report.json")
     report["files"]["report"] = report_path
     _write_json(report_path, report)
+    _remove_checkpoint(output_dir)
     if verbose:
         print(format_report(report))
     return report
@@ -1018,6 +1359,57 @@ def format_report(report):
 # --------------------------------------------------------------------------
 # Command line.
 # --------------------------------------------------------------------------
+def check_model_fits_dataset(model_name, dataset, ds_info):
+    """Raises a ValueError, naming the dataset first, if its images do not fit the model.
+
+    The zoo picks a model's variant from the input size (ImageNet stem and
+    head from 112 pixels), so a dataset can need a variant the model lacks
+    (the MNIST-size compact nets on `imagenette`) or be smaller than the
+    model's downsampling allows (`vgg11` on 28x28 MNIST).
+
+    Args:
+        model_name: a zoo model name.
+        dataset: the dataset name, as the user gave it.
+        ds_info: `kerascnn.data.info(dataset)` (its `"shape"` is used).
+    """
+    from kerascnn import zoo
+
+    shape = tuple(int(d) for d in ds_info["shape"])
+    problem = _dataset_problem(zoo, model_name, shape)
+    if problem is None:
+        return
+    size = f"{shape[0]}x{shape[1]}"
+    fits = [name for name in zoo.list_models() if _dataset_problem(zoo, name, shape) is None]
+    # Models made for this image size first (the MNIST nets for MNIST).
+    fits.sort(key=lambda name: tuple(zoo.get_info(name).default_input_shape) != shape)
+    default = " (the default model)" if model_name == DEFAULT_MODEL else ""
+    hint = f"e.g. {', '.join(fits[:4])}" if fits else "none of the zoo models does"
+    raise ValueError(
+        f"Dataset {dataset!r} has {size}x{shape[2]} images, which model {model_name!r}"
+        f"{default} cannot take: {problem}. Choose a model for {size} inputs with "
+        f"--model / model= ({hint}; see `kerascnn list`). "
+        f"Received: dataset={dataset!r}, model={model_name!r}"
+    )
+
+
+def _dataset_problem(zoo, model_name, shape):
+    """Why `shape` images do not fit `model_name` (a phrase), or None."""
+    from kerascnn.builder import minimum_input_size
+
+    info = zoo.get_info(model_name)
+    try:
+        variant = zoo.resolve_variant(info, "auto", shape)
+    except ValueError:
+        return (
+            f"at {shape[0]}x{shape[1]} the zoo uses a model's ImageNet variant (stem and "
+            f"head), and {info.name!r} has only the {', '.join(info.variants)} variant"
+        )
+    smallest = minimum_input_size(zoo.get_spec(info.name, input_shape=shape, variant=variant))
+    if min(shape[:2]) < smallest:
+        return f"its downsampling needs images of at least {smallest}x{smallest}"
+    return None
+
+
 def _parse_stages(text):
     from kerascnn.cli import parse_int_list
 
@@ -1047,7 +1439,14 @@ def add_train_parser(subparsers):
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="planned epochs")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--template", default="base", help="filter template (default: base)")
-    parser.add_argument("--width", type=float, default=1.0, help="width multiplier (default: 1)")
+    parser.add_argument(
+        "--width",
+        "--width-multiplier",
+        dest="width",
+        type=float,
+        default=1.0,
+        help="width multiplier (default: 1)",
+    )
     parser.add_argument("--stages", default=None, metavar="N,N,...", help="units per stage")
     parser.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
     parser.add_argument("--lr", type=float, default=None, help="learning rate")
@@ -1138,6 +1537,13 @@ def add_train_parser(subparsers):
     parser.add_argument("--layer-dropping", action="store_true", help="Learn&Drop layer dropping")
     parser.add_argument("--layer-freezing", action="store_true", help="Learn&Drop layer freezing")
     parser.add_argument("--output-dir", default=None, help="default: runs/<timestamp>")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted or killed run with its own options (only --verbose, "
+        "--data-dir may be given too)",
+    )
     parser.add_argument("--data-dir", default=None, help="default: $KERASCNN_DATA_DIR")
     parser.add_argument("--data-source", default="auto", help="auto, tfds, idx, jpeg_zip, npz...")
     parser.add_argument("--limit", type=int, default=None, help="first N training examples")
@@ -1150,7 +1556,7 @@ def add_train_parser(subparsers):
 def run_train_command(args):
     """Handler of `kerascnn train`: returns 0, or raises ValueError/TypeError."""
     try:
-        train(
+        report = train(
             model=args.model,
             dataset=args.dataset,
             epochs=args.epochs,
@@ -1190,25 +1596,29 @@ def run_train_command(args):
             limit=args.limit,
             seed=args.seed,
             verbose=args.verbose,
+            resume=args.resume,
         )
     except FileNotFoundError as error:
         raise ValueError(str(error)) from None
+    if args.verbose == 0 and isinstance(report, dict):
+        print(summary_line(report))
     return 0
+
+
+def summary_line(report):
+    """One line for `--verbose 0`: where the run was written and its test accuracy."""
+    accuracy = report.get("test_accuracy")
+    accuracy = "n/a" if accuracy is None else f"{accuracy:.4f}"
+    return f"kerascnn train: wrote {report.get('output_dir')} (test accuracy {accuracy})"
 
 
 def main(argv=None):
     """`python -m kerascnn.train [options]`: the same as `kerascnn train`."""
-    import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="kerascnn")
-    add_train_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train"] + list(sys.argv[1:] if argv is None else argv))
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, OSError) as error:
-        print(f"kerascnn train: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+    from kerascnn import cli
+
+    return cli.main(["train"] + list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

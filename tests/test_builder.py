@@ -188,3 +188,16 @@ def test_mixed_precision_logits_are_float32():
         keras.config.set_dtype_policy(previous)
     assert model.get_layer("predictions").dtype_policy.compute_dtype == "float32"
     assert model.get_layer("stem_conv1_conv").dtype_policy.compute_dtype == "float16"
+
+
+def test_budget_is_checked_before_any_layer_is_built():
+    spec = _spec()
+    cost = builder.estimate_cost(spec, (16, 16, 3), classes=2)
+    model = build_model(spec, input_shape=(16, 16, 3), classes=2)
+    assert cost["params"] == model.count_params()
+    with pytest.raises(ValueError, match=r"max_params=\.\.\..*Received: input_shape=\(16, 16, 3\)"):
+        build_model(spec, input_shape=(16, 16, 3), classes=2, max_params=cost["params"] - 1)
+    with pytest.raises(ValueError, match="more than the limit of 1 "):
+        build_model(spec, input_shape=(16, 16, 3), classes=2, max_units=1)
+    with pytest.raises(ValueError, match="classifier_activation='nope'"):
+        build_model(spec, input_shape=(16, 16, 3), classifier_activation="nope")

@@ -154,3 +154,145 @@ def test_module_entry_point_subprocess():
     assert ok.returncode == 0, ok.stderr
     # The efficient-CNN paper, Table 1: 1,560 (trainable) parameters.
     assert json.loads(ok.stdout)["totals"]["trainable_params"] == 1560
+
+
+# Runs in a fresh interpreter, as the `kerascnn` console script does.
+_FAST_START = r"""
+import json, os, sys
+import kerascnn_cli
+
+codes = [kerascnn_cli.main(argv) for argv in json.loads(sys.argv[1])]
+state = {
+    "codes": codes,
+    "tensorflow": "tensorflow" in sys.modules,
+    "keras": "keras" in sys.modules,
+    "flag_left": "KERASCNN_CLI_DEFER_REGISTRATION" in os.environ,
+}
+# A command that builds a model registers kerascnn's serializable objects first.
+state["summary"] = kerascnn_cli.main(["summary", "compact_mnist_1k5_dw", "--json"])
+modules = ("kerascnn.layers.blurpool", "kerascnn.schedules")
+state["registered"] = all(m in sys.modules for m in modules)
+print("STATE " + json.dumps(state))
+"""
+
+
+def test_help_version_and_list_do_not_import_tensorflow():
+    names = [cli.command_name(function) for _, function in cli.SUBCOMMANDS]
+    helps = [["--help"], ["--version"]] + [[name, "--help"] for name in names]
+    helps += [["list"], ["rf3d", "vgg11"]]  # spec-only commands: no TensorFlow either
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-c", _FAST_START, json.dumps(helps)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("STATE ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-2000:]
+    state = json.loads(lines[-1][len("STATE ") :])
+    assert state["codes"] == [0] * len(helps)
+    assert not state["tensorflow"] and not state["keras"]
+    assert not state["flag_left"]  # not inherited by the command's child processes
+    assert state["summary"] == 0 and state["registered"]
+
+
+def test_module_entry_point_help_does_not_import_tensorflow():
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("KERASCNN_CLI_DEFER_REGISTRATION", None)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "kerascnn", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "plot-stability" in proc.stdout, proc.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()]
+    assert "kerascnn.cli" in imported
+    assert not [m for m in imported if m.split(".")[0] in ("tensorflow", "keras")]
+
+
+def test_width_multiplier_is_an_alias_of_width(capsys):
+    parser = cli.build_parser()
+    for argv in (
+        ["summary", "vgg11"],
+        ["plot-filters", "vgg11", "-o", "x.png"],
+        ["rf3d", "vgg11"],
+        ["optimize", "vgg11"],
+        ["train"],
+    ):
+        long = parser.parse_args(argv + ["--width-multiplier", "0.5"])
+        short = parser.parse_args(argv + ["--width", "0.5"])
+        assert float(long.width) == float(short.width) == 0.5, argv
+    _, by_alias, err = _run(capsys, "summary", "vgg11", "--width-multiplier", "0.125", "--json")
+    _, by_width, _ = _run(capsys, "summary", "vgg11", "--width", "0.125", "--json")
+    assert by_alias == by_width and json.loads(by_alias)["totals"]["params"] > 0, err
+
+
+def test_train_verbose_0_prints_one_summary_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("KERASCNN_DATA_DIR", raising=False)
+    monkeypatch.setenv("KERASCNN_CACHE_DIR", str(tmp_path / "cache"))
+    out_dir = tmp_path / "run"
+    code, out, err = _run(
+        capsys,
+        "train",
+        "--model=compact_mnist_1k5_dw",
+        "--epochs=1",
+        "--limit=128",
+        "--batch-size=64",
+        "--verbose=0",
+        f"--output-dir={out_dir}",
+    )
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out
+    with open(out_dir / "report.json") as f:
+        report = json.load(f)
+    assert str(out_dir) in lines[0]
+    assert f"test accuracy {report['test_accuracy']:.4f}" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv, first",
+    [
+        (["train", "--dataset", "imagenette"], "Dataset 'imagenette' has 128x128x3 images"),
+        (["train", "--dataset", "mnist", "--model", "vgg11"], "Dataset 'mnist' has 28x28x1"),
+    ],
+)
+def test_train_dataset_model_mismatch_names_the_dataset_first(capsys, tmp_path, argv, first):
+    code, out, err = _run(capsys, *argv, "--epochs", "1", "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"kerascnn train: error: {first}"), err
+    assert "--model" in err  # says what to change
+
+
+def test_plot_stability_uses_the_rule_recorded_with_the_run(capsys, tmp_path):
+    # r=1, patience=2 fires at epoch 4 (0.4 at epochs 2..4); the paper's rule
+    # (r=2, patience=3) fires at epoch 9 (0.44 at epochs 6..9).
+    values = [0.5, 0.4, 0.41, 0.42, 0.43, 0.44, 0.44, 0.44, 0.44]
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    csv_path = run / "logs" / "log.csv"
+    csv_path.write_text(
+        "epoch,loss,stability/conv\n" + "".join(f"{e},1.0,{v}\n" for e, v in enumerate(values))
+    )
+    report = {"stability": {"decimals": 1, "patience": 2, "start_from_epoch": 0}}
+    png = str(tmp_path / "s.png")
+    code, out, err = _run(capsys, "plot-stability", str(csv_path), "-o", png)
+    assert code == 0, err
+    assert "stop at epoch 9" in out and "r=2, patience=3" in out  # no report: the paper's rule
+    (run / "report.json").write_text(json.dumps(report))
+    code, out, err = _run(capsys, "plot-stability", str(csv_path), "-o", png)
+    assert code == 0, err
+    assert "stop at epoch 4" in out and "r=1, patience=2" in out
+    assert str(run / "report.json") in out
+    code, out, err = _run(capsys, "plot-stability", str(csv_path), "-o", png, "--patience", "3")
+    assert code == 0, err
+    assert "stop at epoch 5" in out and "r=1, patience=3" in out  # the option wins
+    (run / "report.json").write_text("{not json")
+    code, out, err = _run(capsys, "plot-stability", str(csv_path), "-o", png)
+    assert code == 2 and "report.json" in err and len(err.strip().splitlines()) == 1

@@ -4,9 +4,12 @@ The real-data tests read `$KERASCNN_DATA_DIR` (CI sets it to `../shared/data`);
 they are skipped, with the reason, only when it is unset or lacks the files.
 """
 
+import gzip
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -323,3 +326,282 @@ def test_cifar_augmentation_flips_and_crops():
     info = data.info("cifar10")
     assert info["shape"] == (32, 32, 3) and info["num_classes"] == 10
     assert data.info("cifar100")["num_classes"] == 100
+
+
+# ---------------------------------------------------------------------------
+# Bad data is an error naming the file, never silently wrong labels.
+# Tiny fixtures built in tmp_path (a 20-image zip, 40 + 20 idx records).
+# ---------------------------------------------------------------------------
+CIFAR10 = sources.CATALOG["cifar10"].class_names
+
+
+def _jpeg(value):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), value, np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _cifar_zip(path, classes=CIFAR10, extra=(), skip=(), corrupt=None):
+    """A CIFAR-10-layout zip: one image per class and split (pixel value = 20 x label)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for split in sources.SPLITS:
+            archive.writestr(f"{split}/", b"")
+            for label, name in enumerate(classes):
+                member = f"{split}/{name}/0000.jpg"
+                if member in skip:
+                    continue
+                archive.writestr(f"{split}/{name}/", b"")
+                jpeg = _jpeg(20 * label)
+                archive.writestr(member, jpeg[: len(jpeg) // 3] if member == corrupt else jpeg)
+        for name in extra:
+            archive.writestr(name, _jpeg(255) if name.endswith(".jpg") else b"")
+    return str(path)
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _tiny_mnist(root, truncate=None):
+    """`<root>/mnist/` with the four idx .gz files (40 train, 20 test records)."""
+    folder = os.path.join(root, "mnist")
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 20)):
+        images, labels = sources._IDX_FILES[split]
+        _write_idx(os.path.join(folder, images), rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(os.path.join(folder, labels), np.arange(n) % 10)
+    if truncate:
+        path = os.path.join(folder, truncate)
+        with open(path, "rb") as f:
+            raw = f.read()
+        with open(path, "wb") as f:
+            f.write(raw[: len(raw) // 2])
+    return folder
+
+
+def _cache_files():
+    cache = os.environ["KERASCNN_CACHE_DIR"]
+    return sorted(
+        os.path.relpath(os.path.join(r, f), cache) for r, _, fs in os.walk(cache) for f in fs
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "train/stray/0000.jpg",  # a stray class folder would become a class and shift labels
+        "test/stray/",  # an empty stray folder too
+        "train/../x.jpg",
+        "/abs/train/cat/x.jpg",
+        "test/cat/../../x.jpg",
+        "notes.txt",
+        "train/cat/0001.png",
+        "train/cat/sub/0002.jpg",
+        "validation/cat/0000.jpg",
+    ],
+)
+def test_zip_with_unexpected_entry_is_rejected(tmp_path, entry):
+    path = _cifar_zip(tmp_path / "d" / "cifar10_jpeg.zip", extra=[entry])
+    with pytest.raises(ValueError) as info:
+        sources.decode_jpeg_zip(path, "train")
+    message = str(info.value)
+    assert path in message and repr(entry) in message
+    # The same through the loader (and before any decoding: num_examples).
+    source = sources.resolve("cifar10", str(tmp_path / "d"))
+    with pytest.raises(ValueError, match="CIFAR-10 zip"):
+        source.num_examples("test")
+    with pytest.raises(ValueError, match="CIFAR-10 zip"):
+        data.load("cifar10", "test", data_dir=str(tmp_path / "d"))
+    assert _cache_files() == []
+
+
+def test_zip_with_missing_class_is_rejected(tmp_path):
+    path = _cifar_zip(tmp_path / "cifar10_jpeg.zip", skip=["train/truck/0000.jpg"])
+    with pytest.raises(ValueError) as info:
+        sources.decode_jpeg_zip(path, "train")
+    assert path in str(info.value) and "'train/truck/'" in str(info.value)
+    x, y, _ = sources.decode_jpeg_zip(path, "test")  # the test split is complete
+    assert y.tolist() == list(range(10))
+
+
+def test_zip_labels_follow_the_cifar10_class_list(tmp_path):
+    path = _cifar_zip(tmp_path / "cifar10_jpeg.zip")
+    x, y, names = sources.decode_jpeg_zip(path, "train")
+    assert y.tolist() == list(range(10))
+    assert [n.split("/")[1] for n in names] == list(CIFAR10)
+    np.testing.assert_allclose(x.reshape(10, -1).mean(axis=1), 20 * np.arange(10), atol=2)
+
+
+def test_zip_explicit_class_names(tmp_path):
+    path = _cifar_zip(tmp_path / "d" / "cifar10_jpeg.zip", classes=("cat", "dog"))
+    with pytest.raises(ValueError, match="has no images in 'train/airplane/'"):
+        sources.decode_jpeg_zip(path, "train")  # CIFAR-10's classes unless told otherwise
+    # Labels follow the given order (dog = 0 here), not the folders' order.
+    x, y, names = sources.decode_jpeg_zip(path, "train", class_names=["dog", "cat"])
+    assert names == ["train/dog/0000.jpg", "train/cat/0000.jpg"] and y.tolist() == [0, 1]
+    images, labels = data.load(
+        "cifar10",
+        "test",
+        data_dir=str(tmp_path / "d"),
+        class_names=["dog", "cat"],
+        as_numpy=True,
+        normalize=False,
+    )
+    assert labels.tolist() == [0, 1] and abs(images[0].mean() * 255 - 20) < 3
+    with pytest.raises(ValueError, match="class_names"):
+        sources.decode_jpeg_zip(path, "train", class_names=["cat", "cat"])
+    with pytest.raises(ValueError, match="class_names"):
+        sources.decode_jpeg_zip(path, "train", class_names=["..", "cat"])
+    with pytest.raises(TypeError, match="class_names"):
+        sources.decode_jpeg_zip(path, "train", class_names="cat")
+    mnist = _tiny_mnist(str(tmp_path))
+    with pytest.raises(ValueError, match="class_names applies to the CIFAR-10 JPEG zip"):
+        data.load("mnist", data_dir=mnist, class_names=["a"])
+
+
+def test_corrupt_jpeg_names_zip_and_member(tmp_path):
+    member = "train/cat/0000.jpg"
+    path = _cifar_zip(tmp_path / "d" / "cifar10_jpeg.zip", corrupt=member)
+    with pytest.raises(ValueError) as info:
+        sources.decode_jpeg_zip(path, "train")
+    assert path in str(info.value) and repr(member) in str(info.value)
+    with pytest.raises(ValueError, match="Corrupt JPEG 'train/cat/0000.jpg'"):
+        data.load("cifar10", "train", data_dir=str(tmp_path / "d"))
+    assert _cache_files() == []  # nothing cached
+    with open(tmp_path / "d" / "cifar10_jpeg.zip", "r+b") as f:
+        f.truncate(500)  # the zip itself truncated
+    with pytest.raises(ValueError, match="Not a valid zip file.*cifar10_jpeg.zip"):
+        sources.decode_jpeg_zip(path, "train")
+
+
+def test_half_written_cache_is_detected_and_rebuilt(tmp_path):
+    _cifar_zip(tmp_path / "d" / "cifar10_jpeg.zip")
+    source = sources.resolve("cifar10", str(tmp_path / "d"))
+    x, y = source.arrays("train")
+    cache = os.environ["KERASCNN_CACHE_DIR"]
+    (x_file,) = [f for f in _cache_files() if f.endswith("_train_x.npy")]
+    x_path = os.path.join(cache, x_file)
+    size = os.path.getsize(x_path)
+    with open(x_path, "r+b") as f:
+        f.truncate(size // 2)  # a half-written cache file
+    stale = f"{x_path}.999999999.tmp"  # left by a process that no longer exists
+    with open(stale, "wb") as f:
+        f.write(b"partial")
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        x2, y2 = source.arrays("train")
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert os.path.getsize(x_path) == size and not os.path.exists(stale)
+    assert not any(f.endswith(".tmp") for f in _cache_files())
+    x3, _ = source.arrays("train")  # read back from the rebuilt cache
+    np.testing.assert_array_equal(x, x3)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "short_data"])
+def test_bad_idx_gz_names_the_file(tmp_path, damage):
+    folder = _tiny_mnist(str(tmp_path))
+    path = os.path.join(folder, "train-images-idx3-ubyte.gz")
+    with open(path, "rb") as f:
+        raw = bytearray(f.read())
+    if damage == "truncated":
+        raw = raw[: len(raw) // 2]
+    elif damage == "corrupt":  # a complete gzip stream whose data is damaged
+        raw[len(raw) // 2] ^= 0xFF
+    else:  # a valid gzip stream holding fewer records than its header says
+        _write_idx(path, np.zeros((40, 28, 28)))
+        with gzip.open(path, "rb") as f:
+            raw = gzip.compress(f.read()[:-784])
+    with open(path, "wb") as f:
+        f.write(raw)
+    with pytest.raises(ValueError, match="(Truncated|corrupt).*train-images-idx3-ubyte.gz"):
+        data.load("mnist", data_dir=folder, limit=8)
+    assert _cache_files() == []
+
+
+def test_truncated_idx_gz_leaves_no_tfds_extraction(tmp_path):
+    """source="tfds" checks the idx files before tfds extracts anything."""
+    folder = _tiny_mnist(str(tmp_path), truncate="train-images-idx3-ubyte.gz")
+    with pytest.raises(ValueError, match=f"Truncated.*{os.path.join(folder, 'train-images')}"):
+        sources.resolve("mnist", folder, source="tfds")
+    assert not os.path.exists(os.path.join(os.environ["KERASCNN_CACHE_DIR"], "tfds"))
+
+
+def test_failed_tfds_preparation_removes_what_it_wrote(tmp_path, capsys):
+    """Intact idx files that are not MNIST's originals: tfds' checksums fail."""
+    pytest.importorskip("tensorflow_datasets")
+    folder = _tiny_mnist(str(tmp_path))
+    with pytest.raises(ValueError, match="Preparing 'mnist' with tensorflow-datasets.*failed"):
+        sources.resolve("mnist", folder, source="tfds_manual")
+    cache = os.environ["KERASCNN_CACHE_DIR"]
+    assert not os.path.exists(os.path.join(cache, "tfds"))
+    printed = capsys.readouterr().out
+    assert "Downloading" not in printed and "nothing is downloaded" in printed
+
+
+def test_limit_on_idx_files_does_not_touch_tfds(tmp_path, monkeypatch):
+    def no_tfds(*args, **kwargs):
+        raise AssertionError("tfds used")
+
+    monkeypatch.setattr(sources, "_import_tfds", no_tfds)
+    monkeypatch.setattr(sources, "_prepare_tfds", no_tfds)
+    folder = _tiny_mnist(str(tmp_path))
+    source = sources.resolve("mnist", str(tmp_path))  # "auto": the idx files, read directly
+    assert source.kind == "idx" and source.num_examples("train") == 40
+    x, y = data.load("mnist", data_dir=str(tmp_path), limit=8, as_numpy=True, shuffle=False)
+    assert x.shape == (8, 28, 28, 1) and y.tolist() == list(range(8))
+    assert sources.resolve("mnist", folder).kind == "idx"
+    if DATA_DIR and os.path.isdir(os.path.join(DATA_DIR, "mnist")):  # the real files, cold cache
+        assert sources.resolve("mnist", DATA_DIR).kind == "idx"
+    assert _cache_files() == []
+
+
+def _cli(tmp_path, *argv):
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        TF_ENABLE_ONEDNN_OPTS="0",
+        MPLBACKEND="Agg",
+        PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    command = [sys.executable, "-m", "kerascnn", *argv, "--output-dir", str(tmp_path / "out")]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("case", ["trunc-idx", "corrupt-jpeg"])
+def test_cli_bad_data_one_line_exit_2(tmp_path, case):
+    root = tmp_path / "data"
+    if case == "trunc-idx":
+        bad = _tiny_mnist(str(root), truncate="train-images-idx3-ubyte.gz")
+        bad = os.path.join(bad, "train-images-idx3-ubyte.gz")
+        args = ["--dataset", "mnist", "--data-source", "idx"]
+    else:
+        bad = _cifar_zip(root / "cifar10_jpeg.zip", corrupt="train/dog/0000.jpg")
+        args = ["--dataset", "cifar10"]
+    proc = _cli(tmp_path, "train", *args, "--data-dir", str(root), "--epochs", "1", "--limit", "8")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("kerascnn train: error:") and bad in lines[0]
+    if case == "corrupt-jpeg":
+        assert "'train/dog/0000.jpg'" in lines[0]
+    assert _cache_files() == []
+
+
+def test_labels_out_of_range_are_rejected(tmp_path):
+    folder = _tiny_mnist(str(tmp_path))
+    labels_path = os.path.join(folder, "t10k-labels-idx1-ubyte.gz")
+    _write_idx(labels_path, np.full(20, 12))
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz.*label 12 is out of range"):
+        data.load("mnist", "test", data_dir=folder)
+    npz = tmp_path / "mnist.npz"
+    x = np.zeros((4, 28, 28), np.uint8)
+    np.savez(npz, x_train=x, y_train=[0, 1, 2, 10], x_test=x, y_test=[0.0, 1.0, 2.5, 3.0])
+    with pytest.raises(ValueError, match="mnist.npz.*train labels must be in \\[0, 10\\)"):
+        data.load("mnist", "train", data_dir=str(npz))
+    with pytest.raises(ValueError, match="mnist.npz.*test labels must be integers"):
+        data.load("mnist", "test", data_dir=str(npz))

@@ -205,15 +205,25 @@ def test_resume_with_backup_and_restore(tmp_path):
     gc.collect()
     assert not os.listdir(cache)  # the interrupted run's cache is gone
     second = LayerDropping(warmup_epochs=1, backup_dir=backup, cache=str(cache))
+    from kerascnn.callbacks import StabilityStopping
+
+    # (the crashed fit's statistics request died with `first`: dropped)
+    stop = StabilityStopping(patience=5)
     history = model.fit(
         x,
         y,
         batch_size=8,
         epochs=5,
         verbose=0,
-        callbacks=[keras.callbacks.BackupAndRestore(backup), second],
+        callbacks=[keras.callbacks.BackupAndRestore(backup), stop, second],
     )
     assert history.history["learn_drop/dropped_convs"] == [2, 2]  # epochs 3 and 4
+    # The resumed run knows no value of the dropped layers before the drop:
+    # they are measured in the rebuild epoch (tail in inference mode), then
+    # reported stable at that value.
+    assert np.all(np.isfinite(history.history["stability/c1"]))
+    assert history.history["stability/c1"][0] == history.history["stability/c1"][1]
+    assert np.all(np.isfinite(history.history["stability/c3"]))
     assert [(t["epoch"], t["source"]) for t in second.timings] == [(3, "raw")]
     assert not os.path.exists(os.path.join(backup, "learn_drop_state.json"))
 
@@ -225,6 +235,34 @@ def test_argument_validation(tmp_path):
         LayerDropping(refresh_every=0)
     with pytest.raises(TypeError, match="cache"):
         LayerDropping(cache=3)
+    for kwargs, match in [
+        (dict(shuffle_buffer=0), "shuffle_buffer=0"),
+        (dict(shuffle_buffer=-5), "shuffle_buffer=-5"),
+        (dict(shuffle_buffer=2.5), "shuffle_buffer=2.5"),
+        (dict(verbose="loud"), "verbose='loud'"),
+        (dict(force_drops={0: -2}), "force_drops=\\{0: -2\\}"),
+        (dict(force_drops={0: 0}), "force_drops=\\{0: 0\\}"),
+        (dict(force_drops={-1: "c1"}), "force_drops"),
+        (dict(cache_dtype="bogus"), "cache_dtype='bogus'"),
+        (dict(cache_dtype="int8"), "cache_dtype='int8'"),
+        (dict(cut_points=[]), "cut_points"),
+        (dict(cache=""), "cache=''"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            LayerDropping(**kwargs)
+    for kwargs, match in [
+        (dict(force_drops=[1]), "force_drops"),
+        (dict(log_scores="yes"), "log_scores"),
+        (dict(seed="1"), "seed"),
+        (dict(backup_dir=3), "backup_dir"),
+    ]:
+        with pytest.raises(TypeError, match=match):
+            LayerDropping(**kwargs)
+    frozen = compile_model(chain_model())
+    frozen.trainable = False
+    compile_model(frozen)
+    with pytest.raises(ValueError, match="no(ne)? .*trainable"):
+        frozen.fit(*data(8), epochs=1, verbose=0, callbacks=[LayerDropping(force_drops={0: 1})])
     blocker = tmp_path / "f"
     blocker.write_text("x")
     model = compile_model(chain_model())

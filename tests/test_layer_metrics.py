@@ -72,6 +72,11 @@ def test_layer_metrics_event_files(tmp_path):
     train = load(glob.glob(os.path.join(str(tmp_path), "train"))[0])
     assert "epoch_stability/c1" in train.Tags()["tensors"]
     assert len(train.Tensors("epoch_stability/c2")) == 2
+    # Epoch-aligned with keras' own epoch_* scalars (0-based steps).
+    keras_steps = [e.step for e in train.Tensors("epoch_stability/c2")]
+    assert keras_steps == [0, 1]
+    assert [e.step for e in acc.Tensors("activation_std/c2")] == keras_steps
+    assert [e.step for e in acc.Tensors("weight_norm/c1")] == keras_steps
     assert LayerStatistics.get(model) is None
     assert not np.allclose(w0, w1)
 
@@ -103,6 +108,24 @@ def test_bad_arguments():
         LayerMetrics("x", update_freq=0)
     with pytest.raises(TypeError, match="log_dir"):
         LayerMetrics(3)
+    with pytest.raises(TypeError, match="histograms"):
+        LayerMetrics("x", histograms="yes")
+    with pytest.raises(TypeError, match="layers"):
+        LayerMetrics("x", layers=[])
+    with pytest.raises(ValueError, match="update_freq"):
+        LayerMetrics("x", update_freq="batch")
+    with pytest.raises(ValueError, match="log_dir.*file"):
+        LayerMetrics(__file__)
+
+
+def test_unwritable_log_dir_is_a_clear_error_before_training():
+    model = conv_model()
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    x, y = np.zeros((4, 8, 8, 3), "float32"), np.zeros(4, "int64")
+    with pytest.raises(ValueError, match="log_dir='/proc/forbidden'"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[LayerMetrics("/proc/forbidden")])
+    assert LayerStatistics.get(model) is None
+    assert model.fit(x, y, epochs=1, verbose=0).history["loss"]
 
 
 def test_plot_stability_from_tensorboard_and_csv(tmp_path):

@@ -102,3 +102,54 @@ def test_clear_errors():
     one = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 3)])
     with pytest.raises(ValueError, match="at least two convolution"):
         conv_cut_points(one)
+
+
+def test_nested_functional_models_are_inlined():
+    inner = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, padding="same", name="in_c1"),
+            keras.layers.ReLU(name="in_r1"),
+            keras.layers.Conv2D(4, 3, padding="same", name="in_c2"),
+        ],
+        name="inner",
+    )
+    backbone_in = keras.Input((8, 8, 4))
+    backbone = keras.Model(
+        backbone_in,
+        keras.layers.Conv2D(2, 3, padding="same", name="bb_c")(backbone_in),
+        name="backbone",
+    )
+    inputs = keras.Input((8, 8, 3))
+    x = backbone(inner(inputs))
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(x), name="outer")
+    plan = conv_cut_points(model)
+    assert plan.convs == ["in_c1", "in_c2", "bb_c"]
+    assert plan.cuts == {1: "in_r1", 2: "in_c2"}
+    tail, head = split_model(model, "in_r1")
+    assert tail.get_layer("in_c1") is inner.get_layer("in_c1")  # shared objects
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(head(tail(x)), model(x), rtol=1e-5, atol=1e-6)
+    # The user's model still saves and its layers' first outputs are unchanged.
+    assert inner.get_layer("in_c1").output is inner.layers[0].output
+
+
+def test_nested_subclassed_model_stays_opaque_and_top_level_subclassed_errors():
+    class Sub(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv = keras.layers.Conv2D(2, 3, padding="same")
+
+        def call(self, x):
+            return self.conv(x)
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c0")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c1")(x)
+    x = Sub(name="sub")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    plan = conv_cut_points(model)
+    assert plan.convs == ["c0", "c1"] and plan.cuts == {1: "c0"}
+    with pytest.raises(ValueError, match="functional \\(or Sequential\\) model"):
+        conv_cut_points(Sub(name="top"))

@@ -184,3 +184,39 @@ def test_nan_statistics_warn_and_model_stays_trainable():
     model.set_weights([np.random.default_rng(1).normal(size=w.shape) * 0.1 for w in model.weights])
     history = fit(model, [], epochs=1, lr=0.01, x=x)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_stopping_fires_after_a_layer_drop(capsys):
+    from kerascnn.callbacks import LayerDropping
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c1"),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c2"),
+            keras.layers.Conv2D(4, 3, padding="same", name="c3"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 8, 8, 3)).astype("float32"), rng.integers(0, 3, 8)
+    drop = LayerDropping(warmup_epochs=0, force_drops={1: "c1"})
+    stop = StabilityStopping(patience=3, start_from_epoch=1)
+    history = model.fit(x, y, batch_size=8, epochs=10, verbose=0, callbacks=[drop, stop])
+    h = history.history
+    assert h["learn_drop/dropped_convs"][:3] == [0, 0, 1]
+    # Fires after the drop (epochs 1..4 stable; the drop is at the end of epoch 1).
+    assert stop.stopped_epoch == 4 and stop.epochs_run == 5
+    for name in ("c1", "c2", "c3"):
+        values = h[f"stability/{name}"]
+        assert np.all(np.isfinite(values)), (name, values)
+    # c1 (dropped) is reported with its last trained value; c2/c3 are measured
+    # in the head's train step (lr=0: the same values as before the drop).
+    assert h["stability/c1"][2:] == [h["stability/c1"][1]] * 3
+    np.testing.assert_allclose(h["stability/c3"][2:], h["stability/c3"][1], rtol=1e-5)
+    assert list(stop.frozen_layers) == ["c1"] and stop.frozen_layers["c1"]["epoch"] == 1
+    assert "stability: layers ['c1'] dropped at epoch 2, reported stable" in capsys.readouterr().out
+    assert LayerStatistics.get(model) is None

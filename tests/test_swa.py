@@ -96,3 +96,30 @@ def test_early_stop_leaves_weights_and_bad_args():
         StochasticWeightAveraging(start=1.0)
     with pytest.raises(ValueError, match="batch_size"):
         StochasticWeightAveraging(batch_size=0)
+
+
+def test_checkpoint_after_swa_holds_the_average_and_fit_data_is_captured(tmp_path):
+    import warnings
+
+    x, y = _data()
+    model = _model(batch_norm=True)
+    swa = StochasticWeightAveraging(start=0.5)
+    path = str(tmp_path / "ckpt.keras")
+    checkpoint = keras.callbacks.ModelCheckpoint(path)
+    # LayerMetrics (after SWA) rebuilds the train function in on_train_begin: the fit
+    # data is still captured (lazily, at the first batch) for the BN pass.
+    from kerascnn.callbacks import LayerMetrics
+
+    metrics = LayerMetrics(str(tmp_path / "lm"), layers=[model.layers[0].name])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[swa, metrics, checkpoint])
+    assert not [w for w in caught if "stale" in str(w.message)]
+    assert swa.num_averaged == 3  # epochs 2, 3, 4 (1-based)
+    # The swap happens at the end of the last planned epoch, before the
+    # checkpoint placed after SWA writes: the checkpoint is the final model.
+    loaded = keras.saving.load_model(path)
+    for a, b in zip(loaded.weights, model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="verbose='loud'"):
+        StochasticWeightAveraging(verbose="loud")

@@ -318,3 +318,84 @@ def test_cli_technique_flags(tmp_path, capsys):
     assert saved["techniques"]["cutout"] == {"size": 6}
     assert saved["techniques"]["label_smoothing"] == 0.1
     assert saved["techniques_enabled"] == ["blurpool", "cutout", "label_smoothing"]
+
+
+def test_finished_run_is_recorded_and_cannot_be_resumed(one_epoch_run):
+    report, out = one_epoch_run
+    assert report["interrupted"] is False and report["resumed_from_epoch"] is None
+    with open(out / "run_config.json") as f:
+        assert json.load(f)["args"]["epochs"] == 1
+    assert not (out / "checkpoint").exists()  # removed once the run finished
+    with pytest.raises(ValueError, match=r"is finished \(1 of 1 planned epochs"):
+        train(resume=str(out))
+
+
+def _fake_run(tmp_path, **args):
+    run = tmp_path / "run"
+    run.mkdir()
+    recorded = dict(model="compact_mnist_1k5_dw", epochs=3, optimizer="adam", limit=64) | args
+    (run / "run_config.json").write_text(json.dumps({"version": 1, "args": recorded}))
+    return run
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epochs": 5}, r"epochs cannot be changed \(the run has epochs=3"),
+        ({"model": "compact_mnist_5k"}, "model cannot be changed"),
+        ({"layer_dropping": True}, "layer_dropping cannot be changed"),
+        ({"output_dir": "/elsewhere"}, "output_dir must be the resumed run's"),
+    ],
+)
+def test_resume_rejects_changed_options(tmp_path, kwargs, match):
+    run = _fake_run(tmp_path)
+    with pytest.raises(ValueError, match=match):
+        train(resume=str(run), **kwargs)
+    assert sorted(os.listdir(run)) == ["run_config.json"]  # nothing written
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(ValueError, match="resume must be a run directory"):
+        train(resume=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="no run_config.json: not a resumable run"):
+        train(resume=str(tmp_path))
+    run = _fake_run(tmp_path, optimizer="custom:SGD")
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        train(resume=str(run))
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "state.json").write_text('{"epoch": 1, "weights": "gone.weights.h5"}')
+    (run / "run_config.json").write_text('{"args": {"optimizer": "adam"}}')
+    with pytest.raises(ValueError, match="checkpoint .* is incomplete"):
+        train(resume=str(run))
+
+
+def test_keyboard_interrupt_writes_last_epoch_and_resume_finishes(tmp_path, capsys):
+    class InterruptAtEpoch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1 and batch == 1:  # half-way through the second epoch
+                raise KeyboardInterrupt
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    out = tmp_path / "run"
+    common = dict(epochs=3, batch_size=64, limit=256, plots=False, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train("compact_mnist_1k5_dw", output_dir=str(out), callbacks=[InterruptAtEpoch()], **common)
+    err = capsys.readouterr().err
+    assert f"resume with: kerascnn train --resume {out}" in err.splitlines()
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] is True and report["trained_epochs"] == 1
+    model = keras.saving.load_model(out / "model.keras")
+    test = data.load("embedded", "test", batch_size=256, shuffle=False)
+    accuracy = model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
+    assert accuracy == pytest.approx(report["history"]["val_accuracy"][0], abs=1e-6)
+    # The same values are allowed with resume; the schedule continues where it stopped.
+    final = train("compact_mnist_1k5_dw", resume=str(out), **common)
+    assert final["trained_epochs"] == 3 and final["resumed_from_epoch"] == 1
+    assert len(final["history"]["loss"]) == len(final["epoch_times_s"]) == 3
+    assert final["history"]["val_accuracy"][0] == report["history"]["val_accuracy"][0]
+    assert final["wall_time_s"] >= final["train_time_s"] > 0
+    note = "resumed after epoch 1 (stability_stopping restarted their state at that epoch)"
+    assert note in final["notes"]
+    assert not (out / "checkpoint").exists()

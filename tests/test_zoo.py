@@ -10,6 +10,9 @@ template matrix of the two deepest ResNets beyond "base", are marked `slow`.
 Full-width models are only built for the parameter counts.
 """
 
+import re
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -348,3 +351,101 @@ def test_kernel_decomposition_builds_and_shrinks(kernel):
     if kernel != "dw_pw":
         kinds = {type(layer).__name__ for layer in model.layers}
         assert kinds & {"GroupPointwiseConv2D", "RollingPointwiseConv2D"}
+
+
+# --------------------------------------------------------------------------
+# Up-front validation and size limits (issue #12).
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, shape, kwargs",
+    [
+        ("compact_mnist_5k", (28, 28, 1), {}),
+        ("compact_cifar_143k_dw", (32, 32, 3), {}),
+        ("resnet18", (32, 32, 3), {"width_multiplier": 0.125}),
+        ("resnet50", (64, 64, 3), {"width_multiplier": 0.125, "stages": (1, 2, 1, 1)}),
+        ("vgg11_bn", (32, 32, 3), {"width_multiplier": 0.125}),
+        ("mobilenet", (32, 32, 3), {"width_multiplier": 0.125}),
+        ("inception", (32, 32, 3), {"width_multiplier": 0.125}),
+        ("mobilenet", (32, 32, 3), {"width_multiplier": 0.25, "kernel": "dw_gpw"}),
+    ],
+)
+def test_estimate_cost_matches_count_params(name, shape, kwargs):
+    spec = zoo.get_spec(name, input_shape=shape, **kwargs)
+    estimate = builder.estimate_cost(spec, shape, classes=7)
+    model = zoo.build(name, input_shape=shape, classes=7, **kwargs)
+    assert estimate["params"] == model.count_params()
+    assert estimate["units"] == sum(len(s.units) for s in spec.stages)
+    assert estimate["activation_bytes"] > 4 * np.prod(shape)
+
+
+def test_huge_width_is_refused_before_building():
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"max_params.*Received: width_multiplier=1000000000\.0"):
+        zoo.build("compact_mnist_5k", width_multiplier=1e9)
+    assert time.perf_counter() - start < 2
+
+
+def test_huge_depth_is_refused_before_expanding():
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"max_units.*Received: stages=\(1000000, 1, 1, 1\)"):
+        zoo.build("resnet18", stages=(10**6, 1, 1, 1))
+    with pytest.raises(ValueError, match="max_units"):
+        zoo.get_spec("resnet18", stages=(10**6, 1, 1, 1))
+    assert time.perf_counter() - start < 2
+
+
+def test_size_limits_can_be_raised_and_lowered(monkeypatch):
+    with pytest.raises(ValueError, match="limit of 1,000"):
+        zoo.build("compact_mnist_5k", max_params=1000)
+    monkeypatch.setenv("KERASCNN_MAX_PARAMS", "1000")
+    with pytest.raises(ValueError, match="KERASCNN_MAX_PARAMS"):
+        zoo.build("compact_mnist_5k")
+    assert zoo.build("compact_mnist_5k", max_params=10_000).count_params() == 5838
+    monkeypatch.setenv("KERASCNN_MAX_PARAMS", "lots")
+    with pytest.raises(ValueError, match="KERASCNN_MAX_PARAMS='lots'"):
+        zoo.build("compact_mnist_5k")
+    monkeypatch.delenv("KERASCNN_MAX_PARAMS")
+    with pytest.raises(ValueError, match="max_units"):
+        zoo.build("resnet18", stages=(3, 1, 1, 1), max_units=5)
+    assert len(zoo.get_spec("resnet18", stages=(3, 1, 1, 1), max_units=7).units()) == 7
+    monkeypatch.setenv("KERASCNN_MAX_ACTIVATION_BYTES", "1000")
+    with pytest.raises(ValueError, match="activations per example.*input_shape"):
+        zoo.build("compact_mnist_5k")
+    with pytest.raises(ValueError, match="max_params must be an integer >= 1"):
+        zoo.build("compact_mnist_5k", max_params=0)
+
+
+def test_width_that_rounds_a_layer_to_zero_is_refused():
+    with pytest.raises(ValueError, match=r"smallest accepted value is 0\.0625.*1e-06"):
+        zoo.build("compact_mnist_5k", width_multiplier=1e-6)
+    # The smallest accepted value itself builds (8 x 0.0625 = 0.5 rounds to 1).
+    model = zoo.build("compact_mnist_5k", width_multiplier=0.0625)
+    assert model.get_layer("stage1_conv1_conv").filters == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"classifier_activation": "nope"}, ValueError, "classifier_activation='nope'"),
+        ({"classifier_activation": 3}, TypeError, "classifier_activation=3"),
+        ({"include_top": "yes"}, TypeError, "include_top='yes'"),
+        ({"name": 5}, TypeError, "name=5"),
+        ({"input_tensor": np.zeros((1, 28, 28, 1))}, TypeError, "input_tensor"),
+        ({"input_shape": "28,28,1"}, ValueError, "input_shape='28,28,1'"),
+        ({"blur_first": 1}, TypeError, "blur_first=1"),
+        ({"se_latent_channels": 0}, ValueError, "se_latent_channels=0"),
+        ({"kernel_groups": 0}, ValueError, "kernel_groups=0"),
+        ({"kernel_overlap": 1.0}, ValueError, "kernel_overlap=1.0"),
+        ({"alpha": -1}, ValueError, "alpha=-1"),
+        ({"squeeze_excite": None}, TypeError, "squeeze_excite=None"),
+    ],
+)
+def test_every_build_argument_is_checked(kwargs, error, match):
+    with pytest.raises(error, match=re.escape(match)):
+        zoo.build("compact_mnist_5k", **kwargs)
+
+
+def test_classifier_activation_none_and_callable():
+    assert zoo.build("compact_mnist_5k", classifier_activation=None).count_params() == 5838
+    model = zoo.build("compact_mnist_5k", classifier_activation=keras.activations.sigmoid)
+    assert model.get_layer("predictions").activation is keras.activations.sigmoid

@@ -23,9 +23,15 @@ Every dataset built here has `options.autotune.enabled = False`
 The directory is removed by `cleanup()`, and also when the cache object is
 garbage collected or the interpreter exits (`weakref.finalize`), so an
 exception or a KeyboardInterrupt in the middle of `fit` leaves no files
-behind once the process ends. `check_directory()` tells early whether a
-directory is usable (exists or can be created, is writable, has free
-space).
+behind once the process ends. A process killed with SIGKILL (or a crash)
+cannot clean up: every disk cache records its owner (`owner.json`: host,
+pid and the process start time from `/proc/<pid>/stat` where available),
+and creating a disk `FeatureCache` removes the `kerascnn_feature_cache_*`
+directories in the same parent whose owner, on this host, no longer runs
+(`remove_stale_caches()`). Directories without an owner file, of another
+host or of a live process are left alone. `check_directory()` tells early
+whether a directory is usable (exists or can be created, is writable, has
+free space).
 
 Example:
 
@@ -41,8 +47,10 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -52,6 +60,83 @@ import numpy as np
 import tensorflow as tf
 
 _FIELDS = ("x", "y", "w")
+#: Prefix of disk cache directories, and the owner file inside each.
+CACHE_PREFIX = "kerascnn_feature_cache_"
+OWNER_FILE = "owner.json"
+
+
+def _process_start_time(pid):
+    """Start time of process `pid` (clock ticks since boot, `/proc`), or None."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            stat = f.read()
+        # Field 22 (starttime); the command name (field 2) may hold spaces and ")".
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _process_alive(pid, start_time):
+    """Whether process `pid` runs and, when both are known, started at `start_time`."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return True  # not a pid this module wrote: keep, to be safe
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists (another user's) or an odd value: keep, to be safe
+    current = _process_start_time(pid)
+    return start_time is None or current is None or current == start_time
+
+
+def _write_owner(path):
+    owner = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start_time": _process_start_time(os.getpid()),
+    }
+    tmp = os.path.join(path, f".{OWNER_FILE}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(owner, f)
+    os.replace(tmp, os.path.join(path, OWNER_FILE))
+
+
+def remove_stale_caches(directory):
+    """Removes the disk caches under `directory` left by processes that no longer run.
+
+    Only direct sub-directories named `kerascnn_feature_cache_*` holding an
+    `owner.json` written on this host whose process is gone (or whose pid now
+    belongs to a process started at another time) are removed.
+
+    Args:
+        directory: the parent directory of the caches.
+
+    Returns:
+        The list of removed paths.
+    """
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    host = socket.gethostname()
+    for name in names:
+        path = os.path.join(directory, name)
+        if not name.startswith(CACHE_PREFIX) or not os.path.isdir(path):
+            continue
+        try:
+            with open(os.path.join(path, OWNER_FILE)) as f:
+                owner = json.load(f)
+            stale = owner["host"] == host and not _process_alive(
+                owner["pid"], owner.get("start_time")
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no (readable) owner file: not ours to judge
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _options():
@@ -139,8 +224,10 @@ class FeatureCache:
         self._finalizer = None
         if directory is not None:
             check_directory(directory)
-            self.path = tempfile.mkdtemp(prefix="kerascnn_feature_cache_", dir=directory)
+            remove_stale_caches(directory)
+            self.path = tempfile.mkdtemp(prefix=CACHE_PREFIX, dir=directory)
             self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, True)
+            _write_owner(self.path)
 
     @property
     def on_disk(self):

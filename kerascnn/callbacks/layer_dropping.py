@@ -33,10 +33,15 @@ and its train step computes the loss and updates the metrics of `model`
 (`model.compute_loss`, `model.compute_metrics`), so History keeps the usual
 keys with the head's training values, and `model` always holds every layer
 with its current weights: validation inside `fit`, `evaluate`, `predict` and
-saving use the full model on raw data. Gradient statistics of the head come
-from `LayerStatistics` acquired on the head (after a drop the optimizer's
-gradients flow through the head's train step; results are keyed by layer
-name, as before).
+saving use the full model on raw data. Gradient statistics come from the
+model's `LayerStatistics` (the one collector every callback shares), which
+follows the head after a drop (`LayerStatistics.follow`): the optimizer's
+gradients and the head layers' activations are recorded in the head's train
+step, and monitored layers of the dropped prefix are reported stable at the
+value of their last trained epoch (`LayerStatistics.freeze_layers`), so
+`StabilityStopping` and `LayerMetrics` keep working in the same `fit`.
+No `trainable` flag is changed: checkpoints written during `fit` carry the
+user's flags and the full optimizer state.
 
 Epoch logs (and so TensorBoard and History) get `learn_drop/dropped_convs`,
 `learn_drop/train_macs` (forward MACs per sample of what ran in training
@@ -77,9 +82,13 @@ from keras.src.trainers.data_adapters import data_adapter_utils
 from kerascnn.callbacks.feature_cache import FeatureCache, check_directory
 from kerascnn.callbacks.layer_stats import LayerStatistics
 from kerascnn.callbacks.learn_drop_score import decide, finite_or_none, layer_score
-from kerascnn.model_split import conv_cut_points, sub_model
+from kerascnn.model_split import conv_cut_points, flatten_nested, sub_model
 
 STATE_FILE = "learn_drop_state.json"
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def layer_macs(model):
@@ -101,7 +110,7 @@ def sub_macs(table, sub):
 class _Head(keras.Model):
     """Trains a head sub-model with the loss, metrics and optimizer of `full`."""
 
-    def __init__(self, full, core, pre=None, store_dtype=None):
+    def __init__(self, full, core, pre=None, store_dtype=None, emit_features=True):
         super().__init__(name=f"{full.name}_learn_drop_head")
         self.core = core
         # Not tracked: `pre` and `full` share layers with `core`'s model.
@@ -109,6 +118,7 @@ class _Head(keras.Model):
         object.__setattr__(self, "_pre", pre)
         object.__setattr__(self, "_store_dtype", store_dtype)
         object.__setattr__(self, "_input_dtype", core.inputs[0].dtype)
+        object.__setattr__(self, "_emit_features", emit_features)
 
     def call(self, inputs, training=None):
         return self.core(inputs, training=training)
@@ -136,7 +146,7 @@ class _Head(keras.Model):
         gradients = tape.gradient(loss, variables)
         full.optimizer.apply_gradients(zip(gradients, variables))
         logs = full.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        if self._pre is None:
+        if self._pre is None or not self._emit_features:
             return logs
         if self._store_dtype is not None and features.dtype.is_floating:
             features = tf.cast(features, self._store_dtype)
@@ -151,28 +161,38 @@ class _LearnDropBase(keras.callbacks.Callback):
 
     def __init__(self, warmup_epochs, force_drops, cut_points, log_scores, verbose):
         super().__init__()
-        if (
-            not isinstance(warmup_epochs, int)
-            or isinstance(warmup_epochs, bool)
-            or warmup_epochs < 0
-        ):
+        if not _is_int(warmup_epochs) or warmup_epochs < 0:
             raise ValueError(
                 f"warmup_epochs must be an integer >= 0. Received: warmup_epochs={warmup_epochs!r}"
             )
+        if force_drops is not None and not isinstance(force_drops, dict):
+            raise TypeError(
+                "force_drops must be None or a dict {epoch: layer name or number of "
+                f"convolutions}}. Received: force_drops={force_drops!r}"
+            )
         force_drops = dict(force_drops or {})
         for epoch, cut in force_drops.items():
-            if not isinstance(epoch, int) or epoch < 0 or not isinstance(cut, (str, int)):
+            valid_cut = (isinstance(cut, str) and cut) or (_is_int(cut) and cut >= 1)
+            if not _is_int(epoch) or epoch < 0 or not valid_cut:
                 raise ValueError(
-                    "force_drops must map epoch indices to a layer name or a number of "
-                    f"convolutions. Received: force_drops={force_drops!r}"
+                    "force_drops must map epoch indices (integers >= 0) to a layer name or "
+                    "a number of convolutions (an integer >= 1). "
+                    f"Received: force_drops={force_drops!r}"
                 )
-        if cut_points != "auto" and (
-            isinstance(cut_points, str) or not all(isinstance(c, str) for c in cut_points)
+        if not (isinstance(cut_points, str) and cut_points == "auto") and (
+            isinstance(cut_points, str)
+            or not isinstance(cut_points, (list, tuple))
+            or not cut_points
+            or not all(isinstance(c, str) for c in cut_points)
         ):
             raise ValueError(
                 "cut_points must be 'auto' or a list of layer names. "
                 f"Received: cut_points={cut_points!r}"
             )
+        if not isinstance(log_scores, bool):
+            raise TypeError(f"log_scores must be a bool. Received: log_scores={log_scores!r}")
+        if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={verbose!r}")
         self.warmup_epochs = warmup_epochs
         self.force_drops = force_drops
         self.cut_points = cut_points
@@ -187,10 +207,31 @@ class _LearnDropBase(keras.callbacks.Callback):
         self.dropped_scores = []
         self._pending = None  # (k, cut) decided at the end of an epoch
         self._stats = None
-        self._stats_model = None
+
+    # -- checks ---------------------------------------------------------
+    def _check_model(self):
+        name = type(self).__name__
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError(
+                f"{name} needs the TensorFlow backend. "
+                f"Received: backend={keras.backend.backend()!r}"
+            )
+        if self.model.optimizer is None:
+            raise ValueError(f"{name} needs a compiled model (call model.compile first).")
+
+    def _make_plan(self):
+        """The cut plan (clear errors for unsupported models), then weight checks."""
+        self._make_cut_plan()
+        name = type(self).__name__
+        if not self.model.trainable_weights:
+            raise ValueError(
+                f"{name} needs a model with trainable weights; model {self.model.name!r} has "
+                "none (every layer has trainable=False), so there is nothing to score or "
+                f"{self._verb}. Received: model={self.model.name!r}"
+            )
 
     # -- plan -----------------------------------------------------------
-    def _make_plan(self):
+    def _make_cut_plan(self):
         plan = conv_cut_points(self.model)
         if self.cut_points != "auto":
             allowed = set(self.cut_points)
@@ -219,14 +260,55 @@ class _LearnDropBase(keras.callbacks.Callback):
         return self.plan.round_down(value, self.dropped)
 
     # -- statistics -------------------------------------------------------
-    def _acquire(self, model):
-        names = self.plan.convs[self.dropped :]
-        if self._stats is not None:
-            self._stats.release(self)
+    def _acquire(self):
+        """Gradient sums of every convolution, for the whole `fit`.
+
+        The request never changes during `fit` (no re-installation, so the
+        accumulators of other consumers are never reset mid-epoch); dropped
+        convolutions simply receive no gradients. After a drop the collector
+        follows the head (`LayerStatistics.follow`).
+        """
         self._stats = LayerStatistics.acquire(
-            model, self, gradients=names, gradient_stats=("sum", "abs_sum")
+            self.model, self, gradients=self.plan.convs, gradient_stats=("sum", "abs_sum")
         )
-        self._stats_model = model
+
+    def _freeze_prefix(self, epoch, k):
+        """Tells the statistics that the prefix up to cut `k` stops training."""
+        tail = sub_model(self.model, None, self.plan.cuts[k], name=f"{self.model.name}_tail")
+        reason = "frozen" if self._verb == "freeze" else "dropped"
+        self._stats.freeze_layers([layer.name for layer in tail.layers], epoch, reason)
+
+    def _release_stats(self):
+        if self._stats is not None:
+            self._stats.follow(None)
+            self._stats.release(self)
+            self._stats = None
+
+    def _install(self, mode):
+        """Points `model.train_function` at this callback's `mode` function.
+
+        The installed function holds only weak references, so an interrupted
+        `fit` does not keep the callback (and its cache) alive through the
+        model; in a later `fit` without this callback it rebuilds keras' own
+        train function.
+        """
+        self._mode = mode
+        model_ref, callback_ref = weakref.ref(self.model), weakref.ref(self)
+
+        def train_function(iterator):
+            callback, model = callback_ref(), model_ref()
+            if callback is None or getattr(model, "history", None) is not callback._fit_history:
+                model.make_train_function(force=True)
+                return model.train_function(iterator)
+            try:
+                return callback._run(iterator)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                raise
+            except BaseException:
+                callback._abort()
+                raise
+
+        self.model.train_function = train_function
 
     def _scores(self):
         result = self._stats.read()
@@ -322,7 +404,17 @@ class LayerDropping(_LearnDropBase):
             Defaults to `"auto"`.
         log_scores: add `learn_drop/score/<conv>` to the epoch logs.
             Defaults to True.
-        verbose: print each drop. Defaults to 0.
+        verbose: 0, 1 or 2; non-zero prints each drop. Defaults to 0.
+
+    Composition: checkpoints written during `fit` (`ModelCheckpoint`,
+    `BackupAndRestore`) hold the full model with the user's `trainable`
+    flags and the full optimizer state (nothing is frozen by flag).
+    Statistics callbacks (`StabilityStopping`, `LayerMetrics`) keep working
+    after a drop: head layers are measured in the head's train step, layers
+    of the dropped prefix are reported stable at their last trained value.
+    A functional model containing nested functional / Sequential models
+    (e.g. a `keras.applications` backbone) is inlined
+    (`kerascnn.model_split.flatten_nested`), so cuts can fall inside it.
 
     Example:
 
@@ -355,18 +447,37 @@ class LayerDropping(_LearnDropBase):
             raise TypeError(
                 f"cache must be 'memory' or a directory path. Received: cache={cache!r}"
             )
-        if cache_dtype is not None and not tf.dtypes.as_dtype(cache_dtype).is_floating:
+        if isinstance(cache, str) and not cache:
             raise ValueError(
-                f"cache_dtype must be a float dtype or None. Received: cache_dtype={cache_dtype!r}"
+                f"cache must be 'memory' or a directory path. Received: cache={cache!r}"
             )
-        if refresh_every is not None and (
-            not isinstance(refresh_every, int)
-            or isinstance(refresh_every, bool)
-            or refresh_every < 1
-        ):
+        if cache_dtype is not None:
+            try:
+                floating = tf.dtypes.as_dtype(cache_dtype).is_floating
+            except TypeError:
+                floating = False
+            if not floating:
+                raise ValueError(
+                    "cache_dtype must be a float dtype (e.g. 'float16') or None. "
+                    f"Received: cache_dtype={cache_dtype!r}"
+                )
+        if refresh_every is not None and (not _is_int(refresh_every) or refresh_every < 1):
             raise ValueError(
                 "refresh_every must be None or an integer >= 1. "
                 f"Received: refresh_every={refresh_every!r}"
+            )
+        if not _is_int(shuffle_buffer) or shuffle_buffer < 1:
+            raise ValueError(
+                "shuffle_buffer must be an integer >= 1. "
+                f"Received: shuffle_buffer={shuffle_buffer!r}"
+            )
+        if seed is not None and not _is_int(seed):
+            raise TypeError(f"seed must be None or an integer. Received: seed={seed!r}")
+        if backup_dir is not None and (
+            not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir)
+        ):
+            raise TypeError(
+                f"backup_dir must be None or a directory path. Received: backup_dir={backup_dir!r}"
             )
         self.cache = cache
         self.cache_dtype = cache_dtype
@@ -391,13 +502,7 @@ class LayerDropping(_LearnDropBase):
         return None if self.cache == "memory" else os.fspath(self.cache)
 
     def on_train_begin(self, logs=None):
-        if keras.backend.backend() != "tensorflow":
-            raise RuntimeError(
-                "LayerDropping needs the TensorFlow backend. "
-                f"Received: backend={keras.backend.backend()!r}"
-            )
-        if self.model.optimizer is None:
-            raise ValueError("LayerDropping needs a compiled model (call model.compile first).")
+        self._check_model()
         self._reset_state()
         self.history = []
         self.timings = []
@@ -405,9 +510,9 @@ class LayerDropping(_LearnDropBase):
         if self._cache_dir is not None:
             check_directory(self._cache_dir)
         self._fit_history = getattr(self.model, "history", None)
-        self._macs_table = layer_macs(self.model)
+        self._macs_table = layer_macs(flatten_nested(self.model))
         self._full_macs = sum(self._macs_table.values())
-        self._acquire(self.model)
+        self._acquire()
 
     # -- resume ----------------------------------------------------------
     def _state_path(self):
@@ -455,6 +560,7 @@ class LayerDropping(_LearnDropBase):
         if k:
             self._pending = (k, self.plan.cuts[k])
             self._resume_refresh = True
+            self._freeze_prefix(epoch - 1, k)
 
     # -- epochs ------------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
@@ -500,7 +606,7 @@ class LayerDropping(_LearnDropBase):
             old_iter = iter(strategy.experimental_distribute_dataset(old_ds))
         self._cache_iter = None
         self.dropped, self.cut, self._head = k, cut, head
-        self._acquire(head)
+        self._stats.follow(head)
         cache = FeatureCache(
             directory=self._cache_dir, dtype=self.cache_dtype, shuffle_buffer=self.shuffle_buffer
         )
@@ -516,32 +622,6 @@ class LayerDropping(_LearnDropBase):
         self._feature_cache, self._cache_iter = cache, None
         self._head_macs = sub_macs(self._macs_table, core)
         self._install_build_function(head)
-
-    def _install(self, mode):
-        """Points `model.train_function` at this callback's `mode` function.
-
-        The installed function holds only weak references, so an interrupted
-        `fit` does not keep the callback (and its cache) alive through the
-        model; in a later `fit` without this callback it rebuilds keras' own
-        train function.
-        """
-        self._mode = mode
-        model_ref, callback_ref = weakref.ref(self.model), weakref.ref(self)
-
-        def train_function(iterator):
-            callback, model = callback_ref(), model_ref()
-            if callback is None or getattr(model, "history", None) is not callback._fit_history:
-                model.make_train_function(force=True)
-                return model.train_function(iterator)
-            try:
-                return callback._run(iterator)
-            except (StopIteration, tf.errors.OutOfRangeError):
-                raise
-            except BaseException:
-                callback._abort()
-                raise
-
-        self.model.train_function = train_function
 
     def _run(self, iterator):
         if self._mode == "cache":
@@ -603,6 +683,7 @@ class LayerDropping(_LearnDropBase):
         self._record_decision(epoch, k, standardized, scores)
         if k is not None and k > self.dropped:
             self._pending = (k, self.plan.cuts[k])
+            self._freeze_prefix(epoch, k)
         self._epochs_since_build += 1
         self._save_state(epoch + 1)
 
@@ -646,9 +727,7 @@ class LayerDropping(_LearnDropBase):
 
     def _cleanup(self):
         model = self.model
-        if self._stats is not None:
-            self._stats.release(self)
-            self._stats = None
+        self._release_stats()
         for cache in (self._feature_cache, (self._building or {}).get("old_cache")):
             if cache is not None:
                 cache.cleanup()

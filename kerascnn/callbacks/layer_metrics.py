@@ -81,6 +81,14 @@ class LayerMetrics(keras.callbacks.Callback):
     layout that groups the per-layer curves (one chart per metric, and per
     layer). Nothing is pinned to a device.
 
+    Steps line up with keras' `TensorBoard`: with `update_freq="epoch"` a
+    value is written at step `epoch` (0-based, like keras' `epoch_*`
+    scalars); with `update_freq=N` at the global batch count (1-based, like
+    keras' `batch_*` scalars). After `LayerDropping` / `LayerFreezing` drop
+    or freeze a prefix, its monitored layers are written with the value of
+    their last trained epoch (see `LayerStatistics.freeze_layers`), and the
+    head's layers keep being measured in the head's train step.
+
     Args:
         log_dir: TensorBoard log directory (the same as keras' TensorBoard's is
             fine: this writes under its `layer_metrics` subfolder).
@@ -100,15 +108,33 @@ class LayerMetrics(keras.callbacks.Callback):
         self, log_dir, update_freq="epoch", histograms=False, layers="auto", weight_layers="auto"
     ):
         super().__init__()
-        if not isinstance(log_dir, (str, os.PathLike)):
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise TypeError(f"log_dir must be a path. Received: log_dir={log_dir!r}")
-        if update_freq != "epoch" and not (
+        if os.path.exists(log_dir) and not os.path.isdir(log_dir):
+            raise ValueError(
+                f"log_dir must be a directory, but it is a file. Received: log_dir={log_dir!r}"
+            )
+        if not (isinstance(update_freq, str) and update_freq == "epoch") and not (
             isinstance(update_freq, int) and not isinstance(update_freq, bool) and update_freq > 0
         ):
             raise ValueError(
                 "update_freq must be 'epoch' or a positive integer. "
                 f"Received: update_freq={update_freq!r}"
             )
+        if not isinstance(histograms, bool):
+            raise TypeError(f"histograms must be a bool. Received: histograms={histograms!r}")
+        for argument, value in (("layers", layers), ("weight_layers", weight_layers)):
+            if isinstance(value, str):
+                continue
+            if (
+                not isinstance(value, (list, tuple))
+                or not value
+                or not all(isinstance(n, str) for n in value)
+            ):
+                raise TypeError(
+                    f"{argument} must be 'auto' or a non-empty list of layer names. "
+                    f"Received: {argument}={value!r}"
+                )
         self.log_dir = os.fspath(log_dir)
         self.update_freq = update_freq
         self.histograms = bool(histograms)
@@ -141,7 +167,7 @@ class LayerMetrics(keras.callbacks.Callback):
             gradients=self.weight_names,
             gradient_stats=("norm",),
         )
-        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "layer_metrics"))
+        self._writer = self._open_writer()
         from tensorboard.plugins.custom_scalar import summary as cs_summary
 
         layout = custom_scalar_layout(self.activation_names, self.weight_names)
@@ -149,6 +175,24 @@ class LayerMetrics(keras.callbacks.Callback):
             tf.summary.experimental.write_raw_pb(cs_summary.pb(layout).SerializeToString(), step=0)
         self._step = 0
         self._window_start = None
+
+    def _open_writer(self):
+        path = os.path.join(self.log_dir, "layer_metrics")
+        try:
+            os.makedirs(path, exist_ok=True)
+            probe = os.path.join(path, ".kerascnn_write_probe")
+            with open(probe, "w") as f:
+                f.write("")
+            os.remove(probe)
+            return tf.summary.create_file_writer(path)
+        except (OSError, tf.errors.OpError) as error:
+            self._stats.release(self)
+            self._stats = None
+            raise ValueError(
+                f"LayerMetrics cannot write its TensorBoard files under log_dir "
+                f"({type(error).__name__}: {getattr(error, 'strerror', None) or error}). "
+                f"Received: log_dir={self.log_dir!r}"
+            ) from None
 
     def _weights(self):
         return {
@@ -178,7 +222,7 @@ class LayerMetrics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.update_freq == "epoch":
-            self._write(epoch + 1)
+            self._write(epoch)  # keras' TensorBoard writes epoch_* at step=epoch
         self._epoch_base = self._step
 
     def _write(self, step):
@@ -190,6 +234,9 @@ class LayerMetrics(keras.callbacks.Callback):
             mean = (sums["act_mean"] - prev["act_mean"]) / d_steps
             std = (sums["act_std"] - prev["act_std"]) / d_steps
             for i, name in enumerate(self._stats.activation_layers):
+                frozen = result.frozen.get(name)
+                if frozen is not None:  # dropped / frozen prefix: last trained value
+                    mean[i], std[i] = frozen["mean"], frozen["std"]
                 if name in self.activation_names:
                     tf.summary.scalar(f"activation_mean/{name}", mean[i])
                     tf.summary.scalar(f"activation_std/{name}", std[i])

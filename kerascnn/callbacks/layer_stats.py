@@ -36,6 +36,17 @@ How it hooks into `fit()` (TensorFlow backend):
   tracking never sees them and the model saves and loads unchanged; the
   accumulators belong to the collector, not to the model.
 
+* **Following the model through drops.** `LayerDropping` and
+  `LayerFreezing` train a *head* sub-model (sharing `model`'s layers and
+  optimizer) instead of `model` once they drop or freeze a prefix. They call
+  `follow(head)`: the head's `train_step` is hooked the same way, so monitored
+  layers in the head keep producing per-step statistics from the step that
+  actually runs. Monitored layers of the dropped / frozen prefix are passed to
+  `freeze_layers(names, epoch)`: from then on they are not recorded (the tail
+  runs in inference mode, or not at all on a feature cache) and `read()`
+  reports them *stable*, with the std/mean of their last trained epoch
+  (logged once), so `stability/<layer>` stays finite.
+
 Consumer API (for callbacks):
 
 ```python
@@ -50,6 +61,9 @@ result = stats.read()                     # in on_epoch_end: one device->host re
 result.activations["stage1_pool"]["std"]  # mean over the epoch's steps
 result.gradients["stage1_conv1_conv"]["sum"]  # list of arrays, one per weight
 stats.release(self)                       # in on_train_end: last one uninstalls
+# Learn&Drop-style callbacks only:
+stats.follow(head)                        # the head's train_step now trains the model
+stats.freeze_layers(["stage1_pool"], 3)   # dropped at the end of epoch 3: report stable
 ```
 
 Several consumers share one collector per model (the union of their
@@ -247,11 +261,16 @@ class LayerStatisticsResult:
             `{"act_std": array[L], "act_mean": array[L], "act_steps": array[L],
             "grad_norm": array[G], "grad_steps": float}`, index order of
             `LayerStatistics.activation_layers` / `gradient_layers`.
+        frozen: `{layer: {"std": float, "mean": float, "epoch": int}}` for the
+            monitored layers of a dropped / frozen prefix (see
+            `LayerStatistics.freeze_layers`); `activations` already reports
+            these values for them.
     """
 
     activations: dict
     gradients: dict
     sums: dict
+    frozen: dict = dataclasses.field(default_factory=dict)
 
 
 class LayerStatistics:
@@ -285,6 +304,11 @@ class LayerStatistics:
         self._var_slots = {}
         self._epoch = None
         self._cache = None
+        self._saved_train_steps = []  # (weakref to model, its own train_step or None)
+        self._follow_ref = None  # weakref to the head whose train_step runs now
+        self._frozen = {}  # layer -> {"std", "mean", "epoch"}
+        self._freeze_pending = {}  # layer -> (epoch, reason): value not known yet
+        self._last_values = {}  # layer -> (std, mean) of the last epoch with steps
 
     # ------------------------------------------------------------------
     # Consumers.
@@ -321,7 +345,21 @@ class LayerStatistics:
         if collector is None:
             collector = cls(model)
             cls._registry[model] = collector
+        # Requests of owners that died without releasing (a `fit` interrupted
+        # by an exception skips `on_train_end`) are dropped, and so is the
+        # state they left (followed head, frozen layers).
+        dead = [key for key, request in collector._requests.items() if request[0]() is None]
+        for key in dead:
+            del collector._requests[key]
+        if dead:
+            collector.follow(None)
+            collector._frozen, collector._freeze_pending = {}, {}
+        try:
+            ref = weakref.ref(owner)
+        except TypeError:
+            ref = lambda owner=owner: owner  # noqa: E731 (not weak-referenceable)
         collector._requests[id(owner)] = (
+            ref,
             tuple(activations),
             tuple(gradients),
             tuple(gradient_stats),
@@ -349,8 +387,71 @@ class LayerStatistics:
         """Resets the accumulators, once per `epoch` whoever calls first."""
         if self._epoch == epoch:
             return
+        if self._installed and self._epoch is not None:
+            self.read()  # remembers the finished epoch's values (cached read)
         self._epoch = epoch
         self.reset()
+
+    def follow(self, step_model):
+        """Hooks `step_model`'s `train_step` too (None: stop following).
+
+        `step_model` is a model whose training step trains `model`'s layers
+        (the Learn&Drop head); its forward pass is then recorded like the
+        model's own. Call before its train function is traced.
+        """
+        current = self._follow_ref() if self._follow_ref is not None else None
+        if current is step_model:
+            return
+        if current is not None:
+            self._unhook_train_step(current)
+        self._follow_ref = None if step_model is None else weakref.ref(step_model)
+        if step_model is not None and self._installed:
+            self._hook_train_step(step_model)
+
+    def freeze_layers(self, names, epoch, reason="dropped"):
+        """Reports the monitored layers among `names` stable from now on.
+
+        Their value is that of the epoch whose accumulators are current (the
+        decision epoch, when called from `on_epoch_end`), or else of the last
+        epoch in which they were recorded; a layer never recorded keeps being
+        recorded until its first epoch end, then is frozen with that value.
+        They are no longer recorded in train steps traced after this call.
+
+        Args:
+            names: layer names (of the dropped / frozen prefix); names that
+                are not monitored are ignored.
+            epoch: the 0-based epoch after which they stopped training.
+            reason: word for the log line ("dropped", "frozen").
+        """
+        wanted = [n for n in names if n in self.activation_layers and n not in self._frozen]
+        if not wanted:
+            return
+        current = self.read().activations if self._installed else {}
+        done = []
+        for name in wanted:
+            entry = current.get(name) or {}
+            if entry.get("steps"):
+                value = (entry["std"], entry["mean"])
+            else:
+                value = self._last_values.get(name)
+            if value is None:
+                self._freeze_pending[name] = (epoch, reason)
+                continue
+            self._frozen[name] = {"std": value[0], "mean": value[1], "epoch": int(epoch)}
+            done.append(name)
+        self._cache = None
+        if done:
+            from keras.src.utils import io_utils
+
+            io_utils.print_msg(
+                f"stability: layers {done} {reason} at epoch {epoch + 1}, reported stable "
+                "(std/mean of their last trained epoch)"
+            )
+
+    @property
+    def frozen_layers(self):
+        """`{layer: {"std", "mean", "epoch"}}` of the layers reported stable."""
+        return dict(self._frozen)
 
     def reset(self):
         """Sets every accumulator to zero."""
@@ -368,15 +469,40 @@ class LayerStatistics:
             return self._cache[1]
         values = {key: np.asarray(var.numpy()) for key, var in self._variables.items()}
         result = self._assemble(values)
+        for name, entry in result.activations.items():
+            if entry["steps"] and name not in self._frozen:
+                self._last_values[name] = (entry["std"], entry["mean"])
+        pending = [n for n in self._freeze_pending if n in self._last_values]
+        if pending:
+            epoch = self._freeze_pending[pending[0]][0]
+            for name in pending:
+                self._freeze_pending.pop(name)
+                std, mean = self._last_values[name]
+                self._frozen[name] = {"std": std, "mean": mean, "epoch": int(epoch)}
+            self._apply_frozen(result)
+            from keras.src.utils import io_utils
+
+            io_utils.print_msg(
+                f"stability: layers {pending} not trained since epoch {epoch + 1} "
+                "(no value before), reported stable from now on"
+            )
         self._cache = (step, result)
         return result
+
+    def _apply_frozen(self, result):
+        for name, frozen in self._frozen.items():
+            if name in result.activations:
+                result.activations[name]["std"] = frozen["std"]
+                result.activations[name]["mean"] = frozen["mean"]
+                result.activations[name]["frozen"] = True
+        result.frozen = {n: dict(v) for n, v in self._frozen.items()}
 
     # ------------------------------------------------------------------
     # Installation.
     # ------------------------------------------------------------------
     def _refresh(self):
         activations, gradients, stats = [], [], []
-        for acts, grads, gstats in self._requests.values():
+        for _, acts, grads, gstats in self._requests.values():
             activations += [n for n in acts if n not in activations]
             gradients += [n for n in grads if n not in gradients]
             stats += [s for s in gstats if s not in stats]
@@ -434,6 +560,9 @@ class LayerStatistics:
         for index, name in enumerate(self.activation_layers):
             self._hook_layer(find_layer(model, name), index)
         self._hook_train_step(model)
+        followed = self._follow_ref() if self._follow_ref is not None else None
+        if followed is not None:
+            self._hook_train_step(followed)
         if self.gradient_layers and self.gradient_stats:
             self._hook_optimizer(model)
         self._installed = True
@@ -450,20 +579,15 @@ class LayerStatistics:
             if "call" in layer.__dict__:
                 object.__delattr__(layer, "call")
         self._hooked_layers = []
-        if (
-            model is not None
-            and getattr(self, "_hooked_train_step", False)
-            and "train_step" in model.__dict__
-        ):
-            saved = getattr(self, "_saved_train_step", None)
-            if saved is not None:
-                # Put back a per-instance train_step that was there before us
-                # (e.g. kerascnn.sam.enable_sam's).
-                object.__setattr__(model, "train_step", saved)
-            else:
-                object.__delattr__(model, "train_step")
-        self._saved_train_step = None
-        self._hooked_train_step = False
+        for target_ref, _ in list(self._saved_train_steps):
+            if target_ref() is not None:
+                self._unhook_train_step(target_ref())
+        self._saved_train_steps = []
+        if not keep_registry:
+            self._follow_ref = None
+            self._frozen = {}
+            self._freeze_pending = {}
+            self._last_values = {}
         if self._hooked_optimizer is not None:
             opt = self._hooked_optimizer
             if "_all_reduce_sum_gradients" in opt.__dict__:
@@ -495,10 +619,12 @@ class LayerStatistics:
             record = _active_record()
             # Forward passes under a StatelessScope (SAM's perturbed pass)
             # are not the training forward pass: they are not recorded.
+            collector = collector_ref()
             if (
                 record is not None
-                and record.collector is collector_ref()
+                and record.collector is collector
                 and not in_stateless_scope()
+                and layer.name not in collector._frozen
             ):
                 record.add(index, outputs)
             return outputs
@@ -506,11 +632,24 @@ class LayerStatistics:
         object.__setattr__(layer, "call", call)
         self._hooked_layers.append(layer)
 
+    def _unhook_train_step(self, model):
+        for i, (target_ref, saved) in enumerate(self._saved_train_steps):
+            if target_ref() is model:
+                del self._saved_train_steps[i]
+                if "train_step" in model.__dict__:
+                    if saved is not None:
+                        # Put back a per-instance train_step that was there
+                        # before us (e.g. kerascnn.sam.enable_sam's).
+                        object.__setattr__(model, "train_step", saved)
+                    else:
+                        object.__delattr__(model, "train_step")
+                return
+
     def _hook_train_step(self, model):
         original = model.train_step
         # A per-instance train_step installed by someone else (SAM) is wrapped
         # now and restored on uninstall.
-        self._saved_train_step = model.__dict__.get("train_step")
+        self._saved_train_steps.append((weakref.ref(model), model.__dict__.get("train_step")))
         collector_ref = weakref.ref(self)
 
         @functools.wraps(original)
@@ -531,7 +670,6 @@ class LayerStatistics:
             return outputs
 
         object.__setattr__(model, "train_step", train_step)
-        self._hooked_train_step = True
 
     def _hook_optimizer(self, model):
         optimizer = model.optimizer
@@ -636,4 +774,6 @@ class LayerStatistics:
             for key in ("act_std", "act_mean", "act_steps", "grad_norm", "grad_steps")
             if key in values
         }
-        return LayerStatisticsResult(activations=activations, gradients=gradients, sums=sums)
+        result = LayerStatisticsResult(activations=activations, gradients=gradients, sums=sums)
+        self._apply_frozen(result)
+        return result

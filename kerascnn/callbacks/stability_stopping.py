@@ -7,6 +7,7 @@ import math
 import warnings
 
 import keras
+import numpy as np
 
 from kerascnn.callbacks.layer_stats import LayerStatistics, resolve_layers
 
@@ -127,6 +128,12 @@ class StabilityStopping(keras.callbacks.Callback):
     stopping there would have brought (`predicted_epochs_saved`,
     `predicted_fraction_saved`), e.g. to compare with a full run.
 
+    With `LayerDropping` / `LayerFreezing` in the same `fit`, monitored
+    layers of the dropped / frozen prefix are reported stable with the μ of
+    their last trained epoch (logged once; listed in `frozen_layers`), and
+    the head's layers keep being measured in the head's train step, so the
+    rule can still fire after a drop.
+
     Args:
         decimals: rounding precision r. Defaults to 2 (the paper's choice).
         patience: consecutive stable epochs before stopping. Defaults to 3.
@@ -164,7 +171,11 @@ class StabilityStopping(keras.callbacks.Callback):
                     f"layers must be 'auto' or a list of layer names. Received: layers={layers!r}"
                 )
             layers = list(layers)
-        if verbose not in (0, 1, 2):
+            if not layers:
+                raise ValueError(
+                    f"layers must name at least one layer. Received: layers={layers!r}"
+                )
+        if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={verbose!r}")
         if not isinstance(monitor_only, bool):
             raise TypeError(f"monitor_only must be a bool. Received: monitor_only={monitor_only!r}")
@@ -188,6 +199,7 @@ class StabilityStopping(keras.callbacks.Callback):
         self.fraction_saved = 0.0
         self.history = []
         self.monitored_layers = []
+        self.frozen_layers = {}
         self._initial_epoch = None
         self._rule.reset()
 
@@ -230,6 +242,7 @@ class StabilityStopping(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         result = self._stats.read()
         mu = {name: result.activations[name]["std"] for name in self.monitored_layers}
+        self.frozen_layers = {n: v for n, v in result.frozen.items() if n in mu}
         self.history.append(mu)
         self.epochs_run += 1
         if logs is not None:

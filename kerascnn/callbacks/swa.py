@@ -38,6 +38,16 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     averaged weights are kept and a warning says the batch-norm statistics
     are stale. If training stops before `start`, the weights are left alone.
 
+    When the swap happens: at the end of the last planned epoch (so callbacks
+    placed *after* this one in the list, e.g. `keras.callbacks.ModelCheckpoint`
+    or `BackupAndRestore`, save the averaged model at that epoch; the
+    epoch's logged validation metrics are those of the weights before the
+    swap), or at the end of `fit` when training stopped early. Checkpoints of
+    earlier epochs hold the weights being trained, not the average. The
+    average covers `model.trainable_variables` (with `LayerFreezing` /
+    `LayerDropping` every layer keeps its `trainable` flag, so the average is
+    over the same variables as a checkpoint's).
+
     Args:
         start: fraction of the planned epochs (`fit(epochs=...)`) after which
             averaging starts, in [0, 1). Defaults to 0.75 (the paper's 75%).
@@ -66,6 +76,8 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             raise ValueError(
                 f"bn_steps must be None or a positive integer. Received: bn_steps={bn_steps!r}"
             )
+        if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2. Received: verbose={verbose!r}")
         self.start = float(start)
         self.data = data
         self.batch_size = batch_size
@@ -84,7 +96,15 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         self.averaged_weights = None
         self.num_averaged = 0
         self._fit_dataset = None
-        if self.data is None and self._batch_norm_layers():
+        self._swapped = False
+        self._capture = self.data is None and bool(self._batch_norm_layers())
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Wrapped lazily, just before the first step: other callbacks (the
+        # statistics collector, LayerDropping) may replace
+        # `model.train_function` in their `on_train_begin` / `on_epoch_begin`.
+        if self._capture:
+            self._capture = False
             self._capture_fit_dataset()
 
     def _capture_fit_dataset(self):
@@ -95,7 +115,8 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
 
         def capture(iterator):
             self._fit_dataset = getattr(iterator, "_dataset", None)
-            model.train_function = original
+            if model.train_function is capture:
+                model.train_function = original
             return original(iterator)
 
         model.train_function = capture
@@ -118,6 +139,8 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
                 for a, w in zip(self.averaged_weights, weights)
             ]
         self.num_averaged += 1
+        if epoch == epochs - 1:
+            self._swap()
 
     def on_train_end(self, logs=None):
         model = self.model
@@ -125,6 +148,13 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             getattr(model.train_function, "__name__", "") == "capture"
         ):
             model.train_function = None
+        if not self._swapped:
+            self._swap()
+
+    def _swap(self):
+        """Puts the average in the model and re-estimates batch norm (once)."""
+        self._swapped = True
+        model = self.model
         if self.averaged_weights is None:
             warnings.warn(
                 "StochasticWeightAveraging: training ended before averaging started "

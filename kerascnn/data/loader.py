@@ -64,6 +64,7 @@ def load(
     drop_remainder=False,
     autotune=True,
     image_size=None,
+    class_names=None,
 ):
     """Returns a batched, prefetched `tf.data.Dataset` of `(image, label)`.
 
@@ -83,6 +84,11 @@ def load(
     flipped digit is another symbol); SVHN is not flipped either. Imagenette
     images are resized (shorter side to `image_size`, then a random crop
     with augmentation or the central crop without).
+
+    Bad data is an error, never silently wrong labels: a truncated or corrupt
+    idx / `.npz` file, a CIFAR-10 zip holding anything but the ten class
+    folders per split (or a `..` / absolute entry), a corrupt JPEG or a label
+    out of range raise a ValueError naming the file (and the zip member).
 
     Ordering: the test split (and any `shuffle=False` pipeline) keeps the
     source's file order; with `seed` set the shuffling and augmentation of
@@ -115,6 +121,9 @@ def load(
             destroyed repeatedly (iterator teardown can stall with autotune).
             Defaults to True.
         image_size: output size of Imagenette images. Defaults to 128.
+        class_names: the class folders of the CIFAR-10 JPEG zip, in label
+            order, when the zip holds another class list than CIFAR-10's.
+            Defaults to None (CIFAR-10's ten classes).
 
     Returns:
         A `tf.data.Dataset`, or a tuple of numpy arrays with `as_numpy=True`.
@@ -140,7 +149,7 @@ def load(
         raise TypeError(f"seed must be an int or None. Received: seed={seed!r}")
     if shuffle is None:
         shuffle = split == "train"
-    source_obj = sources.resolve(name, data_dir, source, download, cache_dir)
+    source_obj = sources.resolve(name, data_dir, source, download, cache_dir, class_names)
 
     if source_obj.in_memory:
         x, y = source_obj.arrays(split)

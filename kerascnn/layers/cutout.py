@@ -12,6 +12,8 @@ from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing
     BaseImagePreprocessingLayer,
 )
 
+from kerascnn import _checks
+
 
 @keras.saving.register_keras_serializable(package="kerascnn")
 class Cutout(BaseImagePreprocessingLayer):
@@ -58,6 +60,8 @@ class Cutout(BaseImagePreprocessingLayer):
             )
         if isinstance(fill_value, bool) or not isinstance(fill_value, (int, float)):
             raise TypeError(f"fill_value must be a number. Received: fill_value={fill_value!r}")
+        _checks.check_number(fill_value, "fill_value")
+        _checks.check_non_negative_int(seed, "seed", allow_none=True)
         self.size = tuple(size)
         self.fill_value = float(fill_value)
         self.seed = seed

@@ -8,10 +8,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerascnn import _checks
+
 
 def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+    return _checks.check_positive_int(value, name)
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -70,10 +71,16 @@ class GroupPointwiseConv2D(keras.layers.Layer):
         self.filters = filters
         self.groups = groups
         self.shuffle = shuffle
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.use_bias = _checks.check_bool(use_bias, "use_bias")
+        self.kernel_initializer = _checks.check_keras_object(
+            keras.initializers.get, kernel_initializer, "kernel_initializer", "a Keras initializer"
+        )
+        self.bias_initializer = _checks.check_keras_object(
+            keras.initializers.get, bias_initializer, "bias_initializer", "a Keras initializer"
+        )
+        self.kernel_regularizer = _checks.check_keras_object(
+            keras.regularizers.get, kernel_regularizer, "kernel_regularizer", "a Keras regularizer"
+        )
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):

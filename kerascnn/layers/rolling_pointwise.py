@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerascnn import _checks
 from kerascnn.rf3d import check_groups_overlap, rolling_windows
 
 
@@ -91,10 +92,16 @@ class RollingPointwiseConv2D(keras.layers.Layer):
         self.filters = filters
         self.groups = groups
         self.overlap = float(overlap)
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.use_bias = _checks.check_bool(use_bias, "use_bias")
+        self.kernel_initializer = _checks.check_keras_object(
+            keras.initializers.get, kernel_initializer, "kernel_initializer", "a Keras initializer"
+        )
+        self.bias_initializer = _checks.check_keras_object(
+            keras.initializers.get, bias_initializer, "bias_initializer", "a Keras initializer"
+        )
+        self.kernel_regularizer = _checks.check_keras_object(
+            keras.regularizers.get, kernel_regularizer, "kernel_regularizer", "a Keras regularizer"
+        )
         self.implementation = implementation
         self.input_spec = keras.layers.InputSpec(ndim=4)
 

@@ -9,6 +9,7 @@ channel count, sigmoid, and the input rescaled channel by channel.
 import keras
 from keras import ops
 
+from kerascnn import _checks
 from kerascnn.layers.blurpool import _check_data_format
 
 
@@ -58,9 +59,11 @@ class SqueezeExcite(keras.layers.Layer):
                 f"Received: latent_channels={latent_channels!r}"
             )
         self.latent_channels = latent_channels
-        self.use_bias = bool(use_bias)
+        self.use_bias = _checks.check_bool(use_bias, "use_bias")
         self.data_format = _check_data_format(data_format)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_initializer = _checks.check_keras_object(
+            keras.initializers.get, kernel_initializer, "kernel_initializer", "a Keras initializer"
+        )
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def latent_units(self, channels):

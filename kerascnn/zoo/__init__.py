@@ -12,6 +12,17 @@ stage, e.g. `stages=(5, 5, 4, 2)` for a ResNet) and `variant` (`"cifar"`,
 The order of operations is: base spec of the variant -> `stages` ->
 `filters` -> `template` -> `width_multiplier` -> Keras model.
 
+Every argument is checked before any work (a `ValueError`/`TypeError` naming
+it and the received value). Sizes are estimated from the spec before any
+layer exists (`kerascnn.builder.estimate_cost`): a model above `max_params`
+(default 2e9 parameters, or the `KERASCNN_MAX_PARAMS` environment variable),
+above `max_units` layers/blocks (default 2,000, or `KERASCNN_MAX_UNITS`;
+checked before `stages` is even expanded) or above 16 GiB of activations per
+example (`KERASCNN_MAX_ACTIVATION_BYTES`) is refused, naming the argument to
+blame; pass a larger limit to build it anyway. A `width_multiplier` that
+would round a layer to 0 filters is refused too (the rounding rule's clip to
+one filter is for rounding residue, not for erasing layers).
+
 Example:
 
 >>> import kerascnn
@@ -26,8 +37,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from kerascnn import _checks
 from kerascnn import templates as _templates
-from kerascnn.builder import build_model, with_gap_head
+from kerascnn.builder import (
+    _check_build_args,
+    _check_technique_args,
+    build_model,
+    check_classes,
+    check_depth,
+    check_pooling,
+    with_gap_head,
+)
 from kerascnn.zoo import compact, inception_v1, mobilenet_v1, resnet, vgg
 
 
@@ -139,6 +159,36 @@ def resolve_variant(info, variant, input_shape):
     return variant
 
 
+def _check_kernel_args(kernel_groups, kernel_overlap):
+    _checks.check_positive_int(kernel_groups, "kernel_groups")
+    _checks.check_fraction(kernel_overlap, "kernel_overlap")
+
+
+def _check_stages_size(spec, stages, max_units):
+    """Refuses a huge `stages` before the spec is expanded (which is O(units))."""
+    try:
+        depths = [int(d) for d in stages if _checks._is_int(d)]
+    except TypeError:
+        return  # not iterable: `with_depths` raises the standard message
+    stems = sum(len(s.units) for s in spec.stages) - sum(
+        len(spec.stages[i].units) for i in spec.body_stage_indices()
+    )
+    check_depth(stems + sum(d for d in depths if d > 0), max_units, value=stages)
+
+
+def _budget_culprit(width_multiplier, filters, stages, input_shape, classes):
+    """The argument a size refusal names: the one most likely to blame."""
+    if width_multiplier > 1:
+        return ("width_multiplier", width_multiplier)
+    if filters is not None:
+        return ("filters", filters)
+    if stages is not None:
+        return ("stages", stages)
+    if isinstance(classes, int) and classes > 100_000:
+        return ("classes", classes)
+    return ("input_shape", input_shape)
+
+
 def get_spec(
     name,
     *,
@@ -151,6 +201,7 @@ def get_spec(
     kernel=None,
     kernel_groups=2,
     kernel_overlap=0.5,
+    max_units=None,
 ):
     """Returns the final `ArchSpec` of a zoo model (what `build` would build).
 
@@ -167,13 +218,19 @@ def get_spec(
             (applied last, after the template and width multiplier).
         kernel_groups: groups `g` of GPW/RPW. Defaults to 2.
         kernel_overlap: overlap `o` of RPW. Defaults to 0.5.
+        max_units: refuse `stages` asking for more layers/blocks than this
+            (checked before the spec is expanded). None (default) reads the
+            `KERASCNN_MAX_UNITS` environment variable, else 2,000.
     """
     info = get_info(name)
     variant = resolve_variant(info, variant, input_shape)
     template = _templates.canonical_template(template)
     _templates.check_width_multiplier(width_multiplier)
+    if kernel is not None or kernel_groups != 2 or kernel_overlap != 0.5:
+        _check_kernel_args(kernel_groups, kernel_overlap)
     spec = info.spec_fn(variant)
     if stages is not None:
+        _check_stages_size(spec, stages, max_units)
         spec = spec.with_depths(stages)
     if filters is not None:
         if isinstance(filters, (str, bytes)) or not hasattr(filters, "__iter__"):
@@ -254,7 +311,12 @@ def build(
         kernel_overlap: overlap of RPW. Defaults to 0.5.
         **kwargs: `alpha` for MobileNet (same as `width_multiplier`), and
             `blurpool_min_channels`, `blur_first`, `se_min_channels`,
-            `se_latent_channels` (see `kerascnn.builder.build_model`).
+            `se_latent_channels`, `max_params`, `max_units` (see
+            `kerascnn.builder.build_model`). Every argument is checked before
+            anything is built; a model estimated above `max_params` (2e9, or
+            the `KERASCNN_MAX_PARAMS` environment variable) parameters or
+            `max_units` (2,000, or `KERASCNN_MAX_UNITS`) layers/blocks is
+            refused with a `ValueError` naming the argument to blame.
 
     Returns:
         A `keras.Model`.
@@ -263,20 +325,46 @@ def build(
     alpha = kwargs.pop("alpha", None)
     technique_kwargs = {
         key: kwargs.pop(key)
-        for key in ("blurpool_min_channels", "blur_first", "se_min_channels", "se_latent_channels")
+        for key in (
+            "blurpool_min_channels",
+            "blur_first",
+            "se_min_channels",
+            "se_latent_channels",
+            "max_params",
+        )
         if key in kwargs
     }
+    max_units = kwargs.pop("max_units", None)
     if head not in (None, "gap"):
         raise ValueError(f"head must be None or 'gap'. Received: head={head!r}")
     if kwargs:
         raise TypeError(f"Unexpected keyword arguments for {info.name!r}: {sorted(kwargs)}")
+    # Cheap checks of every argument first, before any spec work.
+    _check_build_args(include_top, name, input_tensor, classifier_activation)
+    _check_technique_args(
+        blurpool,
+        squeeze_excite,
+        technique_kwargs.get("blurpool_min_channels", 16),
+        technique_kwargs.get("se_min_channels", 128),
+        technique_kwargs.get("blur_first", True),
+        technique_kwargs.get("se_latent_channels", 64),
+    )
+    check_pooling(pooling)
+    if include_top:
+        check_classes(classes)
+    _check_kernel_args(kernel_groups, kernel_overlap)
+    _templates.check_width_multiplier(width_multiplier)
     if alpha is not None:
-        _templates.check_width_multiplier(alpha)
-        _templates.check_width_multiplier(width_multiplier)
+        _templates.check_width_multiplier(alpha, "alpha")
         width_multiplier = width_multiplier * alpha
     if input_tensor is not None:
         shape_hint = tuple(input_tensor.shape[1:])
     else:
+        if input_shape is not None and not isinstance(input_shape, (tuple, list)):
+            raise ValueError(
+                "input_shape must be a tuple (height, width, channels). "
+                f"Received: input_shape={input_shape!r}"
+            )
         shape_hint = input_shape
     variant = resolve_variant(info, variant, shape_hint)
     if input_tensor is None and input_shape is None:
@@ -292,9 +380,11 @@ def build(
         kernel=kernel,
         kernel_groups=kernel_groups,
         kernel_overlap=kernel_overlap,
+        max_units=max_units,
     )
     if head == "gap":
         spec = with_gap_head(spec)
+    culprit = _budget_culprit(width_multiplier, filters, stages, input_shape, classes)
     return build_model(
         spec,
         include_top=include_top,
@@ -307,6 +397,8 @@ def build(
         name=name,
         blurpool=blurpool,
         squeeze_excite=squeeze_excite,
+        max_units=max_units,
+        budget_culprit=culprit,
         **technique_kwargs,
     )
 

@@ -1,0 +1,29 @@
+"""Imports every kerascnn module that registers Keras-serializable objects.
+
+`import kerascnn` imports this module, so that any `.keras` file holding
+kerascnn objects loads in a fresh process after `import keras, kerascnn`:
+
+- `kerascnn.layers`: `BlurPool2D`, `BlurMaxPool2D`, `BlurConv2D`, `Cutout`,
+  `SqueezeExcite`, `GroupPointwiseConv2D`, `RollingPointwiseConv2D`;
+- `kerascnn.schedules`: `OneCycle`;
+- `kerascnn.sam`: nothing is serialized (SAM replaces the instance's
+  `train_step` and a saved model is a plain Keras model), imported so that a
+  module registering something there later is covered.
+
+`StochasticWeightAveraging` is a callback: callbacks are not stored in a
+`.keras` file, and a model trained with it saves as a plain model.
+
+The `kerascnn` command line skips this import while it parses arguments (so
+that `kerascnn --help` does not import TensorFlow) and imports this module
+before running a command. A module that adds a
+`keras.saving.register_keras_serializable` class must be added to `MODULES`
+(`tests/test_serialization.py` checks it).
+"""
+
+import importlib
+
+#: Modules whose import registers every serializable kerascnn object.
+MODULES = ("kerascnn.layers", "kerascnn.schedules", "kerascnn.sam")
+
+for _module in MODULES:
+    importlib.import_module(_module)
