@@ -45,9 +45,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def count_macs(model):
-    """Forward MACs for a batch of one (kerascnn.summary, or a Conv/Dense count)."""
+    """Forward MACs for a batch of one (kerascnn.observe.summary, or a Conv/Dense count)."""
     try:
-        from kerascnn import summary
+        from kerascnn.observe import summary
 
         return int(summary.summarize(model).macs)
     except Exception:  # summary missing or failing: count Conv2D/Dense ourselves

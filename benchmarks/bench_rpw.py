@@ -35,7 +35,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kerascnn.layers import GroupPointwiseConv2D, RollingPointwiseConv2D  # noqa: E402
-from kerascnn.rf3d import rolling_windows  # noqa: E402
+from kerascnn.transforms.rf3d import rolling_windows  # noqa: E402
 
 
 class NaiveRPW(keras.layers.Layer):

@@ -1,6 +1,6 @@
 """Same keras-tuner search with and without stability stopping in every trial.
 
-Runs `kerascnn.tuner.search` twice on the embedded Fashion-MNIST subset with
+Runs `kerascnn.tuning.space.search` twice on the embedded Fashion-MNIST subset with
 the same seed, space and trials (>= 6): once with `StabilityStopping` added
 to every trial, once training every trial for all its epochs. Reports the
 total epochs trained, the search wall time and the best validation accuracy,
@@ -32,7 +32,8 @@ QUICK = dict(trials=6, epochs=4, limit=128, batch_size=64, patience=1, decimals=
 
 
 def run(stability, cfg, seed, directory):
-    from kerascnn import data, tuner
+    from kerascnn import data
+    from kerascnn.tuning import space as tuner
 
     x, y = data.load("embedded", "train", as_numpy=True, limit=cfg["limit"])
     xv, yv = data.load("embedded", "test", as_numpy=True, limit=cfg["limit"])
@@ -83,7 +84,7 @@ def main(argv=None):
         "--output", default=os.path.join(ROOT, "benchmarks/results/tuner_stability.json")
     )
     args = parser.parse_args(argv)
-    from kerascnn import tuner
+    from kerascnn.tuning import space as tuner
 
     if tuner.stability_stopping_class() is None:
         raise SystemExit(

@@ -7,9 +7,9 @@ Every technique is an ordinary Keras part:
 - cutout: the preprocessing layer `kerascnn.layers.Cutout(10)` in tf.data;
 - mixup: Keras' own `keras.layers.MixUp` (one-hot labels) in tf.data;
 - label smoothing: `keras.losses.CategoricalCrossentropy(label_smoothing=0.1)`;
-- one-cycle: `kerascnn.schedules.OneCycle` as the optimizer's learning rate;
+- one-cycle: `kerascnn.training.schedules.OneCycle` as the optimizer's learning rate;
 - SWA: the callback `kerascnn.callbacks.StochasticWeightAveraging(start=0.75)`;
-- SAM: `kerascnn.sam.enable_sam(model, rho=0.05)` before `fit`.
+- SAM: `kerascnn.training.sam.enable_sam(model, rho=0.05)` before `fit`.
 
 Run: `python examples/compact_nets.py --dataset mnist --techniques bp --epochs 20`
 (`--quick` trains a few hundred images for one epoch). The functions here are
@@ -92,7 +92,7 @@ def make_dataset(x, y, batch_size, techniques=(), training=True, seed=0, classes
 
 def build(dataset, techniques=(), model_name=None):
     from kerascnn import zoo
-    from kerascnn.builder import build_model
+    from kerascnn.builder.model import build_model
 
     name = model_name or MODELS[dataset]
     shape = (28, 28, 1) if dataset == "mnist" else (32, 32, 3)
@@ -130,8 +130,8 @@ def train_and_evaluate(
     import keras
 
     from kerascnn.callbacks import StochasticWeightAveraging
-    from kerascnn.sam import enable_sam
-    from kerascnn.schedules import OneCycle
+    from kerascnn.training.sam import enable_sam
+    from kerascnn.training.schedules import OneCycle
 
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
         raise ValueError(f"shift must be a non-negative int. Received: shift={shift!r}")

@@ -29,10 +29,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kerascnn import zoo  # noqa: E402
-from kerascnn.builder import build_model  # noqa: E402
-from kerascnn.decomposer import decompose  # noqa: E402
-from kerascnn.organizer import body_depths, organize  # noqa: E402
-from kerascnn.summary import summarize  # noqa: E402
+from kerascnn.builder.model import build_model  # noqa: E402
+from kerascnn.observe.summary import summarize  # noqa: E402
+from kerascnn.transforms.decomposer import decompose  # noqa: E402
+from kerascnn.transforms.organizer import body_depths, organize  # noqa: E402
 
 INPUT_SHAPE = (32, 32, 1)
 

@@ -10,7 +10,7 @@ images, Adam 3e-3) the μ of `stage2_conv2_relu` keeps growing by ~0.01 per
 epoch and r=2 did not fire within 40 epochs (measured: 0.808 test accuracy
 after 40 epochs, 178 s), so the default here is r=1 (`--decimals 2` for the
 paper's rule). A
-`CSVLogger` after it records μ per epoch; `kerascnn.stability_plot` draws the
+`CSVLogger` after it records μ per epoch; `kerascnn.observe.stability_logs` draws the
 curves (the paper's Figure 5) with the stop epoch marked.
 
 Prints the stop epoch, the epochs (and time) saved against the planned
@@ -36,8 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 
-from kerascnn import data, stability_plot, zoo  # noqa: E402
+from kerascnn import data, zoo  # noqa: E402
 from kerascnn.callbacks import StabilityStopping  # noqa: E402
+from kerascnn.observe import stability_logs as stability_plot  # noqa: E402
 
 
 def run(args, stopping=True):

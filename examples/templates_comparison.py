@@ -1,8 +1,8 @@
 """Filter-distribution templates compared on one zoo model (the templates paper's workflow).
 
 Trains the same zoo model under its base filter distribution and under each
-template of `kerascnn.templates` (reverse, uniform, quadratic, negative
-quadratic), with the same recipe, through `kerascnn.train.train`, and prints
+template of `kerascnn.transforms.templates` (reverse, uniform, quadratic, negative
+quadratic), with the same recipe, through `kerascnn.training.run.train`, and prints
 a table: template, parameters, forward MACs per image, test accuracy and
 training time. Results (and every run's report, logs and model) are written
 under `--output-dir`.
@@ -33,8 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kerascnn.templates import TEMPLATES  # noqa: E402
-from kerascnn.train import train  # noqa: E402
+from kerascnn.training.run import train  # noqa: E402
+from kerascnn.transforms.templates import TEMPLATES  # noqa: E402
 
 
 def compare(

@@ -6,13 +6,20 @@ loads in a fresh process after `import keras, kerascnn`. That imports Keras
 and TensorFlow; the `kerascnn` command line defers it until a command runs,
 so `kerascnn --help` stays fast.
 
-Modules (imported on first attribute access):
-    spec: plain-data architecture specs (stages of units) with a JSON round trip.
-    templates: filter-distribution templates and the width multiplier.
+Packages, in the order of the flow (imported on first attribute access):
+    arch: architectures as data (`ArchSpec`: stages of units), no Keras.
+    transforms: spec -> spec, no Keras: filter templates (templates paper),
+        3DRF, stage organizer and kernel decomposer (3DRF paper).
+    layers: Keras layers (BlurPool, squeeze-excite, cutout, GPW/RPW).
     builder: spec -> Keras functional model, with deterministic layer names.
-    zoo: VGG, ResNet, Inception, MobileNet and the compact GAP nets.
-    summary: per-layer parameters, MACs and activation memory.
-    callbacks, layers, data, rf3d, organizer, decomposer, tuner, ...: see their docstrings.
+    zoo: VGG, ResNet, Inception, MobileNet and the compact GAP nets
+        (efficient-CNN paper).
+    callbacks: stability stopping (when-do-CNNs-stop-learning paper),
+        Learn&Drop (layer dropping paper), layer metrics, SWA.
+    data: datasets (shipped subset, MNIST, Fashion-MNIST, CIFAR-10, tfds).
+    training: the main job (`kerascnn train`), its recipe, SAM, schedules.
+    tuning: keras-tuner search spaces.
+    observe: summaries (params, MACs, memory), plots, stability logs.
 
 Example:
 
@@ -26,28 +33,39 @@ import sys
 
 __version__ = "0.1.0"
 
+#: The flow: arch -> transforms -> builder -> zoo -> training/tuning -> observe.
 _SUBMODULES = (
+    "arch",
+    "transforms",
+    "layers",
     "builder",
+    "zoo",
     "callbacks",
     "data",
+    "training",
+    "tuning",
+    "observe",
+)
+#: Old module paths, forwarding with a DeprecationWarning for one release.
+_DEPRECATED = (
     "decomposer",
-    "layers",
+    "model_split",
     "organizer",
     "plots",
     "rf3d",
     "sam",
     "schedules",
     "spec",
+    "stability_plot",
     "summary",
     "templates",
     "train",
     "tuner",
-    "zoo",
 )
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or name in _DEPRECATED:
         return importlib.import_module(f"kerascnn.{name}")
     raise AttributeError(f"module 'kerascnn' has no attribute {name!r}")
 

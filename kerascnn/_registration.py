@@ -5,8 +5,8 @@ kerascnn objects loads in a fresh process after `import keras, kerascnn`:
 
 - `kerascnn.layers`: `BlurPool2D`, `BlurMaxPool2D`, `BlurConv2D`, `Cutout`,
   `SqueezeExcite`, `GroupPointwiseConv2D`, `RollingPointwiseConv2D`;
-- `kerascnn.schedules`: `OneCycle`;
-- `kerascnn.sam`: nothing is serialized (SAM replaces the instance's
+- `kerascnn.training.schedules`: `OneCycle`;
+- `kerascnn.training.sam`: nothing is serialized (SAM replaces the instance's
   `train_step` and a saved model is a plain Keras model), imported so that a
   module registering something there later is covered.
 
@@ -23,7 +23,7 @@ before running a command. A module that adds a
 import importlib
 
 #: Modules whose import registers every serializable kerascnn object.
-MODULES = ("kerascnn.layers", "kerascnn.schedules", "kerascnn.sam")
+MODULES = ("kerascnn.layers", "kerascnn.training.schedules", "kerascnn.training.sam")
 
 for _module in MODULES:
     importlib.import_module(_module)

@@ -465,7 +465,7 @@ def _c(text, then, factory, names, owner=_CB):
 
 
 def _feature_cache(**kwargs):
-    from kerascnn.callbacks.feature_cache import FeatureCache
+    from kerascnn.callbacks.learn_drop.feature_cache import FeatureCache
 
     return FeatureCache(**kwargs)
 

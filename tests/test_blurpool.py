@@ -8,7 +8,7 @@ import pytest
 from keras.src import testing
 
 from kerascnn import zoo
-from kerascnn.builder import build_model
+from kerascnn.builder.model import build_model
 from kerascnn.layers.blurpool import BlurConv2D, BlurMaxPool2D, BlurPool2D
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from kerascnn import builder
-from kerascnn.builder import build_model
-from kerascnn.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.builder.model import build_model
 
 
 def _spec(head="gap_dense", **head_kwargs):

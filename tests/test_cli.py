@@ -6,7 +6,8 @@ import sys
 import pytest
 
 import kerascnn
-from kerascnn import cli, plots
+from kerascnn import cli
+from kerascnn.observe import plots
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -170,7 +171,7 @@ state = {
 }
 # A command that builds a model registers kerascnn's serializable objects first.
 state["summary"] = kerascnn_cli.main(["summary", "compact_mnist_1k5_dw", "--json"])
-modules = ("kerascnn.layers.blurpool", "kerascnn.schedules")
+modules = ("kerascnn.layers.blurpool", "kerascnn.training.schedules")
 state["registered"] = all(m in sys.modules for m in modules)
 print("STATE " + json.dumps(state))
 """

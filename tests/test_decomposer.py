@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from kerascnn.builder import build_model
-from kerascnn.decomposer import decompose, decompose_with_report, replacement_rule
-from kerascnn.spec import ArchSpec, Stage, Unit
+from kerascnn.arch.spec import ArchSpec, Stage, Unit
+from kerascnn.builder.model import build_model
+from kerascnn.transforms.decomposer import decompose, decompose_with_report, replacement_rule
 from kerascnn.zoo import vgg
 
 

@@ -1,11 +1,11 @@
-"""Tests of kerascnn.callbacks.feature_cache.FeatureCache."""
+"""Tests of kerascnn.callbacks.learn_drop.feature_cache.FeatureCache."""
 
 import os
 
 import numpy as np
 import pytest
 
-from kerascnn.callbacks.feature_cache import FeatureCache, check_directory
+from kerascnn.callbacks.learn_drop.feature_cache import FeatureCache, check_directory
 
 
 def fill(cache, n=10, batch=4):

@@ -13,7 +13,7 @@ import pytest
 
 from kerascnn import zoo
 from kerascnn.callbacks import LayerDropping
-from kerascnn.callbacks.learn_drop_score import (
+from kerascnn.callbacks.learn_drop.score import (
     decide,
     layer_score,
     median_check,

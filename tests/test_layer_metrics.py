@@ -131,7 +131,7 @@ def test_unwritable_log_dir_is_a_clear_error_before_training():
 def test_plot_stability_from_tensorboard_and_csv(tmp_path):
     import argparse
 
-    from kerascnn.stability_plot import add_plot_stability_parser, read_stability
+    from kerascnn.observe.stability_logs import add_plot_stability_parser, read_stability
 
     keras.utils.set_random_seed(2)
     model = conv_model()

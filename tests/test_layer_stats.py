@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from kerascnn import zoo
-from kerascnn.builder import stage_output_names
+from kerascnn.builder.model import stage_output_names
 from kerascnn.callbacks.layer_stats import LayerStatistics, default_monitored_layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -299,7 +299,7 @@ def test_sam_step_is_kept_and_its_perturbed_pass_not_recorded():
     # SAM installs a per-instance train_step; the mechanism wraps it, records
     # only the training forward pass (not SAM's perturbed pass, which runs in
     # a StatelessScope) and puts SAM's step back when it uninstalls.
-    from kerascnn.sam import enable_sam
+    from kerascnn.training.sam import enable_sam
 
     keras.utils.set_random_seed(1)
     model = compile_model(small_model(), lr=0.1)

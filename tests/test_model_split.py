@@ -1,11 +1,11 @@
-"""Tests of kerascnn.model_split (single-tensor cut points, tail/head sub-models)."""
+"""Tests of kerascnn.callbacks.learn_drop.model_split (single-tensor cut points, tail/head sub-models)."""
 
 import keras
 import numpy as np
 import pytest
 
 from kerascnn import zoo
-from kerascnn.model_split import conv_cut_points, split_model, sub_model
+from kerascnn.callbacks.learn_drop.model_split import conv_cut_points, split_model, sub_model
 
 
 def chain_model():

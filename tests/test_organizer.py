@@ -2,7 +2,7 @@
 
 import pytest
 
-from kerascnn.organizer import body_depths, organize
+from kerascnn.transforms.organizer import body_depths, organize
 from kerascnn.zoo import mobilenet_v1, resnet, vgg
 
 

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from kerascnn import rf3d
-from kerascnn.rf3d import Kernel, analyze, gain, stage_table
-from kerascnn.spec import ArchSpec, Stage
+from kerascnn.arch.spec import ArchSpec, Stage
+from kerascnn.transforms import rf3d
+from kerascnn.transforms.rf3d import Kernel, analyze, gain, stage_table
 from kerascnn.zoo import mobilenet_v1, resnet, vgg
 
 

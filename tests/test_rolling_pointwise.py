@@ -6,7 +6,7 @@ import pytest
 from keras.src import testing
 
 from kerascnn.layers import RollingPointwiseConv2D
-from kerascnn.rf3d import rolling_windows
+from kerascnn.transforms.rf3d import rolling_windows
 
 
 def _reference(layer, x):

@@ -1,4 +1,4 @@
-"""Tests of kerascnn.sam (sharpness-aware minimisation for model.fit)."""
+"""Tests of kerascnn.training.sam (sharpness-aware minimisation for model.fit)."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn.sam import disable_sam, enable_sam, sam_settings
+from kerascnn.training.sam import disable_sam, enable_sam, sam_settings
 
 X = np.array([[1, 2, 3], [0, -1, 1], [2, 0, 1], [1, 1, 1]], "float32")
 Y = np.array([[1], [0], [2], [-1]], "float32")
@@ -99,7 +99,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from kerascnn.sam import enable_sam
+    from kerascnn.training.sam import enable_sam
     x = np.array(json.loads(sys.argv[1]), "float32")
     y = np.array(json.loads(sys.argv[2]), "float32")
     w0 = np.array(json.loads(sys.argv[3]), "float32")

@@ -1,4 +1,4 @@
-"""Tests of kerascnn.schedules.OneCycle."""
+"""Tests of kerascnn.training.schedules.OneCycle."""
 
 import math
 import os
@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn.schedules import OneCycle
+from kerascnn.training.schedules import OneCycle
 
 
 def _torch_one_cycle(step, max_lr, total, pct=0.3, div=25.0, final_div=1e4):

@@ -7,7 +7,7 @@ Issue #12: a `.keras` file holding kerascnn objects must load after
 
 - model `a`: `blurpool` (min channels 1), `squeeze_excite`
   (`se_min_channels=1`), `kernel="dw_gpw"`; compiled with `SGD(OneCycle)`,
-  trained with SAM (`kerascnn.sam.enable_sam`);
+  trained with SAM (`kerascnn.training.sam.enable_sam`);
 - model `b`: cutout (a `Cutout` layer in front of the zoo model, then a
   stride-1 `BlurPool2D`, which no zoo flag creates), `kernel="dw_rpw"`;
   compiled with `SGD(OneCycle)`, trained with the
@@ -45,8 +45,8 @@ import kerascnn
 from kerascnn import zoo
 from kerascnn.callbacks import StochasticWeightAveraging
 from kerascnn.layers import BlurPool2D, Cutout
-from kerascnn.sam import enable_sam
-from kerascnn.schedules import OneCycle
+from kerascnn.training.sam import enable_sam
+from kerascnn.training.schedules import OneCycle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (32, 32, 3)
@@ -235,7 +235,7 @@ def test_every_model_reloads_in_a_fresh_process(saved_models, fresh_load):
 
 def test_import_kerascnn_registers_every_serializable_module(fresh_load):
     modules = _serializable_modules()
-    assert "kerascnn.layers.blurpool" in modules and "kerascnn.schedules" in modules
+    assert "kerascnn.layers.blurpool" in modules and "kerascnn.training.schedules" in modules
     assert fresh_load["registered_modules"] == modules
 
 

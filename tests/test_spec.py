@@ -1,11 +1,12 @@
-"""Tests for `kerascnn.spec`: JSON round trip, filters, depths, validation."""
+"""Tests for `kerascnn.arch.spec`: JSON round trip, filters, depths, validation."""
 
 import json
 
 import pytest
 
-from kerascnn import templates, zoo
-from kerascnn.spec import ArchSpec, Head, Stage, Unit
+from kerascnn import zoo
+from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.transforms import templates
 from kerascnn.zoo import resnet
 
 

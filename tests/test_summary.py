@@ -6,7 +6,7 @@ import pytest
 from keras import layers
 
 import kerascnn
-from kerascnn import summary
+from kerascnn.observe import summary
 
 
 def _model(input_shape, *layer_list):

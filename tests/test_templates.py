@@ -1,4 +1,4 @@
-"""Tests for `kerascnn.templates` against section 3 and Table 2 of the paper.
+"""Tests for `kerascnn.transforms.templates` against section 3 and Table 2 of the paper.
 
 Paper: "Filter redistribution templates for iteration-less convolutional model
 reduction" (`shared/papers/filter-redistribution-templates.txt`).
@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from kerascnn import templates, zoo
+from kerascnn import zoo
+from kerascnn.transforms import templates
 from kerascnn.zoo import vgg
 
 # VGG-19's sixteen convolutional layers (section 3: "a VGG19 model built

@@ -1,4 +1,4 @@
-"""Tests of the main job `kerascnn.train` on the embedded dataset (offline)."""
+"""Tests of the main job `kerascnn.training.run` on the embedded dataset (offline)."""
 
 import json
 import os
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from kerascnn import data
-from kerascnn import train as train_module
-from kerascnn.train import train
+from kerascnn.training import run as train_module
+from kerascnn.training.run import train
 
 
 @pytest.fixture(autouse=True)

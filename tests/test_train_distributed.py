@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from kerascnn import data
-    from kerascnn import train as train_module
+    from kerascnn.training import run as train_module
 
     out = sys.argv[1]
     results = {"logical_cpus": len(tf.config.list_logical_devices("CPU"))}

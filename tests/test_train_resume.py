@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from kerascnn.callbacks import feature_cache
-from kerascnn.callbacks.feature_cache import FeatureCache, remove_stale_caches
+from kerascnn.callbacks.learn_drop.feature_cache import FeatureCache, remove_stale_caches
 
 EPOCHS = 5
 ARGS = [
@@ -49,7 +49,7 @@ DRIVER = textwrap.dedent(
     # SIGINT, so Python's own handler (KeyboardInterrupt) is installed here.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np
-    from kerascnn import train as train_module
+    from kerascnn.training import run as train_module
     from kerascnn.callbacks import LayerDropping
 
     pause_epoch, _, ready = os.environ.get("KERASCNN_TEST_PAUSE", "-1:").partition(":")
@@ -308,7 +308,7 @@ def test_stale_feature_cache_of_a_dead_process_is_removed_at_the_next_start(tmp_
 def test_sigkilled_cache_owner_leaves_a_directory_the_next_cache_removes(tmp_path):
     script = (
         "import os, sys, time\n"
-        "from kerascnn.callbacks.feature_cache import FeatureCache\n"
+        "from kerascnn.callbacks.learn_drop.feature_cache import FeatureCache\n"
         "cache = FeatureCache(directory=sys.argv[1])\n"
         "print(cache.path, flush=True)\n"
         "time.sleep(300)\n"

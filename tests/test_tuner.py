@@ -1,4 +1,4 @@
-"""Tests of kerascnn.tuner: the search space, the limits, a RandomSearch."""
+"""Tests of kerascnn.tuning.space: the search space, the limits, a RandomSearch."""
 
 import copy
 import importlib.util
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from keras_tuner import errors as kt_errors
 
-from kerascnn import tuner, zoo
+from kerascnn import zoo
+from kerascnn.tuning import space as tuner
 
 SHAPE = (16, 16, 1)
 

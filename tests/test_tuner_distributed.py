@@ -1,5 +1,5 @@
 """keras-tuner's chief/worker mode on localhost: one chief (the oracle server)
-and two workers, as subprocesses, running one `kerascnn.tuner.search`."""
+and two workers, as subprocesses, running one `kerascnn.tuning.space.search`."""
 
 import json
 import os
@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, os, sys
     import numpy as np
-    from kerascnn import tuner
+    from kerascnn.tuning import space as tuner
 
     rng = np.random.default_rng(0)
     x = rng.random((64, 12, 12, 1), dtype=np.float32)
@@ -124,7 +124,7 @@ def test_chief_and_two_workers_on_localhost(tmp_path):
 def test_worker_never_overwrites(monkeypatch, tuner_id, tmp_path):
     # A worker must not delete the chief's files: make_tuner forces overwrite=False.
     # (No server here: check the tuner's settings before any request.)
-    from kerascnn import tuner
+    from kerascnn.tuning import space as tuner
 
     monkeypatch.setenv("KERASTUNER_TUNER_ID", tuner_id)
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")

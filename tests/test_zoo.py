@@ -17,7 +17,8 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn import builder, templates, zoo
+from kerascnn import builder, zoo
+from kerascnn.transforms import templates
 from kerascnn.zoo import compact
 
 MODELS = zoo.list_models()

@@ -84,7 +84,7 @@ import numpy as np
 import tensorflow as tf
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 
-from kerascnn.model_split import CONV_CLASSES
+from kerascnn.callbacks.learn_drop.model_split import CONV_CLASSES
 
 GRADIENT_STATS = ("sum", "abs_sum", "norm")
 """Gradient statistics a consumer may request.
@@ -639,7 +639,7 @@ class LayerStatistics:
                 if "train_step" in model.__dict__:
                     if saved is not None:
                         # Put back a per-instance train_step that was there
-                        # before us (e.g. kerascnn.sam.enable_sam's).
+                        # before us (e.g. kerascnn.training.sam.enable_sam's).
                         object.__setattr__(model, "train_step", saved)
                     else:
                         object.__delattr__(model, "train_step")

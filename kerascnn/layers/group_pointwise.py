@@ -1,7 +1,7 @@
 """Group pointwise convolution (GPW), optionally followed by a channel shuffle.
 
 The factorized kernel of ShuffleNet (Zhang et al., 2018) used by the 3DRF
-optimizer's kernel decomposer (`kerascnn.decomposer`, block "DW+GPW-g").
+optimizer's kernel decomposer (`kerascnn.transforms.decomposer`, block "DW+GPW-g").
 """
 
 import keras

@@ -11,7 +11,7 @@ import numpy as np
 from keras import ops
 
 from kerascnn import _checks
-from kerascnn.rf3d import check_groups_overlap, rolling_windows
+from kerascnn.transforms.rf3d import check_groups_overlap, rolling_windows
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")

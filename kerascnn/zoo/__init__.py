@@ -3,7 +3,7 @@
 Every builder takes keras.applications' arguments (`include_top`, `weights`,
 `input_tensor`, `input_shape`, `pooling`, `classes`,
 `classifier_activation`, `name`) and kerascnn's: `template` (a
-filter-distribution template, see `kerascnn.templates`), `width_multiplier`,
+filter-distribution template, see `kerascnn.transforms.templates`), `width_multiplier`,
 `filters` (an explicit per-layer or per-block list), `stages` (units per
 stage, e.g. `stages=(5, 5, 4, 2)` for a ResNet) and `variant` (`"cifar"`,
 `"imagenet"` or `"auto"`: ImageNet stem and head when the input is at least
@@ -38,8 +38,7 @@ import dataclasses
 import functools
 
 from kerascnn import _checks
-from kerascnn import templates as _templates
-from kerascnn.builder import (
+from kerascnn.builder.model import (
     _check_build_args,
     _check_technique_args,
     build_model,
@@ -48,6 +47,7 @@ from kerascnn.builder import (
     check_pooling,
     with_gap_head,
 )
+from kerascnn.transforms import templates as _templates
 from kerascnn.zoo import compact, inception_v1, mobilenet_v1, resnet, vgg
 
 
@@ -214,7 +214,7 @@ def get_spec(
         filters: optional explicit per-layer (per-block) filters.
         stages: optional units per (non-stem) stage.
         kernel: None (standard convolutions) or a kernel decomposition of
-            `kerascnn.decomposer`: `"dw_pw"`, `"dw_gpw"` or `"dw_rpw"`
+            `kerascnn.transforms.decomposer`: `"dw_pw"`, `"dw_gpw"` or `"dw_rpw"`
             (applied last, after the template and width multiplier).
         kernel_groups: groups `g` of GPW/RPW. Defaults to 2.
         kernel_overlap: overlap `o` of RPW. Defaults to 0.5.
@@ -241,7 +241,7 @@ def get_spec(
         spec = spec.with_filters(list(filters))
     spec = _templates.apply_template(spec, template, width_multiplier)
     if kernel is not None:
-        from kerascnn import decomposer
+        from kerascnn.transforms import decomposer
 
         spec = decomposer.decompose(
             spec,
@@ -306,7 +306,7 @@ def build(
         head: None (the model's own head) or `"gap"` (global average pooling
             then one dense layer).
         kernel: None or a kernel decomposition (`"dw_pw"`, `"dw_gpw"`,
-            `"dw_rpw"`, see `kerascnn.decomposer`).
+            `"dw_rpw"`, see `kerascnn.transforms.decomposer`).
         kernel_groups: groups of GPW/RPW. Defaults to 2.
         kernel_overlap: overlap of RPW. Defaults to 0.5.
         **kwargs: `alpha` for MobileNet (same as `width_multiplier`), and

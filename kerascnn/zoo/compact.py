@@ -19,7 +19,7 @@ exactly the paper's 25,144 / 7,767 / 7,611 / 5,712 / 5,616 / 1,560 and
 "same" everywhere so that the 28x28 MNIST nets never run out of pixels.
 """
 
-from kerascnn.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
 
 #: Published trainable-parameter counts (Tables 1 and 2 of the paper).
 PAPER_PARAMS = {

@@ -8,7 +8,7 @@ counts as one "layer" for the templates; its width is its output channels and
 its branches scale proportionally.
 """
 
-from kerascnn.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
 
 #: Module filters: (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection).
 MODULES = (

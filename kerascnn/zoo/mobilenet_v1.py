@@ -7,7 +7,7 @@ a stride-1 first convolution (the CIFAR MobileNet of the filter-template
 paper: 3.2M parameters at 32x32 with 10 classes).
 """
 
-from kerascnn.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
 
 #: (pointwise filters, stride) of the 13 separable units, by stage.
 MOBILENET_STAGES = (

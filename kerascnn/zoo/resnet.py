@@ -6,7 +6,7 @@ filter-distribution templates; its filters are the block's width (the
 bottleneck width for ResNet-50 and deeper, whose blocks output 4x that).
 """
 
-from kerascnn.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
 
 RESNET_CONFIGS = {
     "resnet18": ("basic", (2, 2, 2, 2)),

@@ -5,7 +5,7 @@ filter-template and 3DRF papers (VGG-19-BN: 20.0M parameters at 32x32, 10
 classes); the ImageNet variant has the two 4096-unit layers.
 """
 
-from kerascnn.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
 
 #: Convolutions per stage and their filters, from the VGG paper's Table 1.
 VGG_CONFIGS = {

@@ -45,7 +45,7 @@ user's flags and the full optimizer state.
 
 Epoch logs (and so TensorBoard and History) get `learn_drop/dropped_convs`,
 `learn_drop/train_macs` (forward MACs per sample of what ran in training
-this epoch, `kerascnn.summary.summarize(...).macs`), `learn_drop/cache_*`
+this epoch, `kerascnn.observe.summary.summarize(...).macs`), `learn_drop/cache_*`
 times and `learn_drop/score/<conv>` (P_l of eq. 2, NaN for dropped layers).
 
 Data augmentation: the cache holds the features of *one* augmented view of
@@ -79,10 +79,10 @@ from keras.src.backend.tensorflow.trainer import reduce_per_replica
 from keras.src.losses.loss import unscale_loss_for_distribution
 from keras.src.trainers.data_adapters import data_adapter_utils
 
-from kerascnn.callbacks.feature_cache import FeatureCache, check_directory
 from kerascnn.callbacks.layer_stats import LayerStatistics
-from kerascnn.callbacks.learn_drop_score import decide, finite_or_none, layer_score
-from kerascnn.model_split import conv_cut_points, flatten_nested, sub_model
+from kerascnn.callbacks.learn_drop.feature_cache import FeatureCache, check_directory
+from kerascnn.callbacks.learn_drop.model_split import conv_cut_points, flatten_nested, sub_model
+from kerascnn.callbacks.learn_drop.score import decide, finite_or_none, layer_score
 
 STATE_FILE = "learn_drop_state.json"
 
@@ -94,10 +94,10 @@ def _is_int(value):
 def layer_macs(model):
     """`{layer name: forward MACs per sample}` of `model`'s layers.
 
-    `kerascnn.summary.summarize` counts only `model`'s own calls of each
+    `kerascnn.observe.summary.summarize` counts only `model`'s own calls of each
     layer, so the sub-models that share its layers do not inflate the counts.
     """
-    from kerascnn.summary import summarize
+    from kerascnn.observe.summary import summarize
 
     return {row.name: int(row.macs) for row in summarize(model).layers}
 
@@ -371,7 +371,7 @@ class LayerDropping(_LearnDropBase):
     epoch's per-weight gradient sums, standardised (eq. 3), the candidates
     `l_z .. l_n*` found (eq. 4) and checked against the median of the
     previously dropped layers (Algorithm 1). The candidate count is rounded
-    down to a single-tensor cut point (`kerascnn.model_split`): ResNet block
+    down to a single-tensor cut point (`kerascnn.callbacks.learn_drop.model_split`): ResNet block
     boundaries, VGG conv/BN/ReLU/pool groups. From the next epoch on only the
     head is trained, on features cached once (see the module docstring for
     the mechanics, the augmentation trade-off and resuming).
@@ -414,7 +414,7 @@ class LayerDropping(_LearnDropBase):
     of the dropped prefix are reported stable at their last trained value.
     A functional model containing nested functional / Sequential models
     (e.g. a `keras.applications` backbone) is inlined
-    (`kerascnn.model_split.flatten_nested`), so cuts can fall inside it.
+    (`kerascnn.callbacks.learn_drop.model_split.flatten_nested`), so cuts can fall inside it.
 
     Example:
 

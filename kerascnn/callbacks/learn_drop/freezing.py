@@ -20,8 +20,8 @@ optimizer-variable mismatch.
 
 from __future__ import annotations
 
-from kerascnn.callbacks.layer_dropping import _Head, _LearnDropBase, layer_macs
-from kerascnn.model_split import flatten_nested, sub_model
+from kerascnn.callbacks.learn_drop.dropping import _Head, _LearnDropBase, layer_macs
+from kerascnn.callbacks.learn_drop.model_split import flatten_nested, sub_model
 
 
 class LayerFreezing(_LearnDropBase):

@@ -1,4 +1,4 @@
-"""`kerascnn tune`: an architecture search with keras-tuner (see `kerascnn.tuner`).
+"""`kerascnn tune`: an architecture search with keras-tuner (see `kerascnn.tuning.space`).
 
 Example:
 
@@ -37,7 +37,7 @@ def _positive_number(text, option):
 
 
 def _run_tune(args):
-    from kerascnn import tuner as tuner_lib
+    from kerascnn.tuning import space as tuner_lib
 
     if args.tuner not in tuner_lib.TUNERS:
         raise ValueError(f"--tuner must be one of {tuner_lib.TUNERS}. Received: {args.tuner!r}")

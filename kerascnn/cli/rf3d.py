@@ -34,7 +34,7 @@ def _float(text, option):
 
 
 def _run_rf3d(args):
-    from kerascnn import rf3d
+    from kerascnn.transforms import rf3d
 
     spec, input_shape = _spec_and_shape(args)
     stages = rf3d.analyze(spec, input_shape, _float(args.alpha, "--alpha"))
@@ -59,7 +59,7 @@ def _run_rf3d(args):
 
 def add_rf3d_parser(subparsers):
     """Adds `kerascnn rf3d`: the per-stage 3DRF table of a zoo model."""
-    from kerascnn.cli import add_model_arguments
+    from kerascnn.cli.core import add_model_arguments
 
     parser = subparsers.add_parser(
         "rf3d",
@@ -78,8 +78,8 @@ def model_totals(spec, input_shape, classes=10):
     """`{"params", "macs"}` of the Keras model built from `spec`."""
     import keras
 
-    from kerascnn.builder import build_model
-    from kerascnn.summary import summarize
+    from kerascnn.builder.model import build_model
+    from kerascnn.observe.summary import summarize
 
     model = build_model(spec, input_shape=input_shape, classes=classes)
     totals = summarize(model).totals
@@ -89,7 +89,7 @@ def model_totals(spec, input_shape, classes=10):
 
 
 def _run_optimize(args):
-    from kerascnn import decomposer, organizer, rf3d
+    from kerascnn.transforms import decomposer, organizer, rf3d
 
     spec, input_shape = _spec_and_shape(args)
     alpha = _float(args.alpha, "--alpha")
@@ -149,7 +149,7 @@ def _run_optimize(args):
 
 def add_optimize_parser(subparsers):
     """Adds `kerascnn optimize`: the 3DRF stage organizer and kernel decomposer."""
-    from kerascnn.cli import add_model_arguments
+    from kerascnn.cli.core import add_model_arguments
 
     parser = subparsers.add_parser(
         "optimize",

@@ -23,7 +23,7 @@ import os
 
 from kerascnn import _checks
 from kerascnn._lazy import LazyModule
-from kerascnn.spec import ArchSpec
+from kerascnn.arch.spec import ArchSpec
 
 # Keras (and TensorFlow) load on first use inside a function, so that spec-only
 # users of this module (`kerascnn list`, `rf3d`, `plot-filters`) start fast.
@@ -211,7 +211,7 @@ def estimate_cost(spec, input_shape=(32, 32, 3), *, include_top=True, classes=10
     training keeps alive.
 
     Args:
-        spec: a `kerascnn.spec.ArchSpec`.
+        spec: a `kerascnn.arch.spec.ArchSpec`.
         input_shape: `(height, width, channels)`; `None` height/width leave
             the activations unknown. Defaults to `(32, 32, 3)`.
         include_top: count the classifier head. Defaults to True.
@@ -286,7 +286,7 @@ def check_budget(
     """Refuses a spec whose estimated size exceeds the limits, before building.
 
     Args:
-        spec: a `kerascnn.spec.ArchSpec`.
+        spec: a `kerascnn.arch.spec.ArchSpec`.
         input_shape: `(height, width, channels)`.
         include_top: count the classifier. Defaults to True.
         classes: classes of the classifier. Defaults to 1000.
@@ -471,7 +471,7 @@ def _separable_unit(x, unit, prefix, ctx):
     x = _activation(x, dw_activation, f"{prefix}_dw")
     # Option pointwise: "pw" (Conv2D 1x1, default), "gpw" (group pointwise,
     # options groups and shuffle) or "rpw" (rolling pointwise, options groups
-    # and overlap); see `kerascnn.decomposer`.
+    # and overlap); see `kerascnn.transforms.decomposer`.
     if unit.option("pointwise", "pw") != "pw":
         return _factorized_pointwise(x, unit, f"{prefix}_pw", ctx, batch_norm)
     return _conv_bn_act(
@@ -673,7 +673,7 @@ def with_gap_head(spec):
     """
     import dataclasses
 
-    from kerascnn.spec import Head
+    from kerascnn.arch.spec import Head
 
     if spec.head.kind in ("gap_dense", "gap_conv1x1"):
         return spec
@@ -752,7 +752,7 @@ def build_model(
     """Builds a Keras functional model from an `ArchSpec`.
 
     Args:
-        spec: a `kerascnn.spec.ArchSpec`.
+        spec: a `kerascnn.arch.spec.ArchSpec`.
         include_top: whether to add the spec's classifier head. Defaults to True.
         weights: None (random initialization) or the path to a weights file.
         input_tensor: optional Keras tensor to use as the model input.
@@ -788,7 +788,9 @@ def build_model(
         A `keras.Model`.
     """
     if not isinstance(spec, ArchSpec):
-        raise TypeError(f"spec must be a kerascnn.spec.ArchSpec. Received: {type(spec).__name__}")
+        raise TypeError(
+            f"spec must be a kerascnn.arch.spec.ArchSpec. Received: {type(spec).__name__}"
+        )
     _check_build_args(include_top, name, input_tensor, classifier_activation)
     check_weights(weights)
     check_pooling(pooling)

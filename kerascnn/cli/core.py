@@ -46,14 +46,14 @@ PROG = "kerascnn"
 #: The registry: `(module_path, function_name)` of every subcommand, in the
 #: order of `kerascnn --help`.
 SUBCOMMANDS = [
-    ("kerascnn.cli", "add_list_parser"),
-    ("kerascnn.cli", "add_summary_parser"),
-    ("kerascnn.plots", "add_plot_filters_parser"),
-    ("kerascnn.stability_plot", "add_plot_stability_parser"),
-    ("kerascnn.train", "add_train_parser"),
-    ("kerascnn.tune_cli", "add_tune_parser"),
-    ("kerascnn.rf3d_cli", "add_rf3d_parser"),
-    ("kerascnn.rf3d_cli", "add_optimize_parser"),
+    ("kerascnn.cli.core", "add_list_parser"),
+    ("kerascnn.cli.core", "add_summary_parser"),
+    ("kerascnn.observe.plots", "add_plot_filters_parser"),
+    ("kerascnn.observe.stability_logs", "add_plot_stability_parser"),
+    ("kerascnn.training.run", "add_train_parser"),
+    ("kerascnn.cli.tune", "add_tune_parser"),
+    ("kerascnn.cli.rf3d", "add_rf3d_parser"),
+    ("kerascnn.cli.rf3d", "add_optimize_parser"),
 ]
 
 _HANDLED_ERRORS = (ValueError, TypeError, FileNotFoundError, OSError)
@@ -226,7 +226,8 @@ def add_list_parser(subparsers):
 # summary
 # --------------------------------------------------------------------------
 def _run_summary(args):
-    from kerascnn import summary, zoo
+    from kerascnn import zoo
+    from kerascnn.observe import summary
 
     kwargs = model_kwargs(args)
     model = zoo.build(args.model, classes=args.classes, **kwargs)

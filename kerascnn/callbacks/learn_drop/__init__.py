@@ -1,0 +1,4 @@
+"""Learn&Drop: gradient scores, layer dropping with cached features, layer freezing, model splitting."""
+
+from kerascnn.callbacks.learn_drop.dropping import LayerDropping  # noqa: F401
+from kerascnn.callbacks.learn_drop.freezing import LayerFreezing  # noqa: F401

@@ -1,0 +1,1 @@
+"""Observing models and runs: summaries (params, MACs, memory), plots, stability logs."""

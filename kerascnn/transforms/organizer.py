@@ -1,0 +1,346 @@
+"""The stage-level organizer of the 3DRF optimizer (section 4.1 of the paper).
+
+Each iteration has three sub-steps:
+
+1. *Find the source.* The last unit of every stage is the one with the
+   smallest gain in that stage (gains decay within a stage), so the unit with
+   the minimum gain `D_min` over the stages' last units is the candidate; its
+   stage is the source stage.
+2. *Find the target.* The candidate is tentatively appended to every other
+   stage, its channels adjusted to the stage it joins (its filters become
+   those of that stage's last unit, so its input matches the preceding unit
+   and its output the next stage's input, as before), and the gain of the
+   appended unit is computed; the stage with the largest, `D'_max`, is the
+   target.
+3. *Move, remove or stop*, with the threshold `theta`:
+   - `D'_max > D_min` and `D'_max > theta`: move the unit to the target;
+   - `D'_max < theta` and `D_min < theta`: remove the unit;
+   - `D_min > D'_max` and `D_min > theta`: stop.
+
+   The three cases of the paper do not cover every situation (e.g.
+   `D_min > theta` and `D'_max > D_min` fall under case 1 and the procedure
+   can then move units forever between stages whose gains are all far above
+   `theta`). `rule="paper"` applies the three cases literally and stops when
+   none applies, when a layout repeats, or after `max_steps`.
+   `rule="saturated"` (the default) reads `theta` as the paper describes it,
+   the border between a useful unit and a saturated one: only a saturated
+   candidate (`D_min < theta`) is moved or removed, and the organizer stops as
+   soon as the candidate is useful (`D_min >= theta`); it is the rule under
+   which the paper's ResNet-50 and MobileNet layouts come out (see
+   docs/rf3d.md).
+
+Movable units: units of body stages (not stems) with stride 1, and a stage
+always keeps at least one unit (its first, possibly strided, unit is never
+moved).
+
+Example:
+
+>>> from kerascnn.zoo import mobilenet_v1
+>>> from kerascnn.transforms.organizer import organize
+>>> result = organize(mobilenet_v1.mobilenet_spec(), theta=0.1, input_shape=(32, 32, 3))
+>>> result.spec.stage_depths()[1:]
+(4, 4, 2, 2, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from kerascnn.builder.model import unit_prefix
+from kerascnn.transforms import rf3d
+
+RULES = ("saturated", "paper")
+TIE_BREAKS = ("first", "last")
+
+
+def check_theta(theta):
+    """Raises a ValueError unless `theta` is a finite number >= 0.
+
+    Gains are never negative (a unit cannot shrink its stage's 3DRF), so a
+    negative threshold would be meaningless.
+    """
+    if (
+        isinstance(theta, bool)
+        or not isinstance(theta, (int, float))
+        or not math.isfinite(theta)
+        or theta < 0
+    ):
+        raise ValueError(f"theta must be a finite number >= 0. Received: theta={theta!r}")
+    return float(theta)
+
+
+@dataclasses.dataclass
+class Step:
+    """One iteration of the organizer."""
+
+    step: int
+    action: str  # "move", "remove" or "stop"
+    unit: str | None
+    source: int | None  # 3DRF stage (1-based)
+    target: int | None
+    delta_min: float | None
+    delta_max: float | None
+    candidates: dict  # target stage (1-based) -> gain of the appended unit
+    depths: tuple  # body depths after the step
+    reason: str = ""
+
+    def to_dict(self):
+        data = dataclasses.asdict(self)
+        data["candidates"] = {str(k): v for k, v in self.candidates.items()}
+        data["depths"] = list(self.depths)
+        return data
+
+    def describe(self):
+        if self.action == "move":
+            return (
+                f"step {self.step}: move {self.unit} from stage {self.source} to stage "
+                f"{self.target} (D_min={self.delta_min:.4f}, D'_max={self.delta_max:.4f}) "
+                f"-> {list(self.depths)}"
+            )
+        if self.action == "remove":
+            return (
+                f"step {self.step}: remove {self.unit} from stage {self.source} "
+                f"(D_min={self.delta_min:.4f}, D'_max={self.delta_max:.4f}) -> "
+                f"{list(self.depths)}"
+            )
+        return f"step {self.step}: stop ({self.reason})"
+
+
+@dataclasses.dataclass
+class OrganizerResult:
+    """What `organize` returns."""
+
+    spec: object
+    steps: list
+    before: list  # rf3d.StageInfo of the input spec
+    after: list  # rf3d.StageInfo of the output spec
+    theta: float
+    alpha: float
+    input_shape: tuple
+    original: object = None  # the input spec
+
+    def to_dict(self):
+        return {
+            "theta": self.theta,
+            "alpha": self.alpha,
+            "input_shape": list(self.input_shape),
+            "depths_before": list(body_depths(self.original)),
+            "depths_after": list(body_depths(self.spec)),
+            "steps": [s.to_dict() for s in self.steps],
+            "before": [s.to_dict() for s in self.before],
+            "after": [s.to_dict() for s in self.after],
+            "total_gain_before": rf3d.total_gain(self.before),
+            "total_gain_after": rf3d.total_gain(self.after),
+            "spec": self.spec.to_dict(),
+        }
+
+
+def body_depths(spec):
+    """Units per body (non-stem) stage."""
+    return tuple(len(spec.stages[i].units) for i in spec.body_stage_indices())
+
+
+def _movable(spec, si, ui, unit):
+    stage = spec.stages[si]
+    return (
+        not stage.name.startswith("stem") and len(stage.units) > 1 and ui > 0 and unit.strides == 1
+    )
+
+
+def _replace_units(spec, si, units):
+    stages = list(spec.stages)
+    stages[si] = dataclasses.replace(stages[si], units=tuple(units))
+    return dataclasses.replace(spec, stages=tuple(stages))
+
+
+def _remove(spec, si, ui):
+    units = list(spec.stages[si].units)
+    del units[ui]
+    return _replace_units(spec, si, units)
+
+
+def _append(spec, stage_info, unit):
+    """Inserts `unit` after the last unit of a 3DRF stage; returns (spec, position)."""
+    si, ui, last = stage_info.units[-1]
+    moved = dataclasses.replace(unit.with_width(last.width), strides=1)
+    if moved.kind == "bottleneck" and last.kind == "bottleneck":
+        moved = moved.with_options(expansion=last.option("expansion"))
+    units = list(spec.stages[si].units)
+    units.insert(ui + 1, moved)
+    return _replace_units(spec, si, units), (si, ui + 1)
+
+
+def organize(
+    spec,
+    theta=0.0,
+    alpha=rf3d.DEFAULT_ALPHA,
+    input_shape=(32, 32, 3),
+    rule="saturated",
+    tie_break="last",
+    max_steps=200,
+):
+    """Runs the stage-level organizer on a spec.
+
+    Args:
+        spec: a `kerascnn.arch.spec.ArchSpec`.
+        theta: the threshold (finite, >= 0). Defaults to 0 (the paper's VGG value).
+        alpha: decay of the gain (> 0). Defaults to 3.
+        input_shape: `(height, width, channels)`, square. Defaults to
+            `(32, 32, 3)` (CIFAR).
+        rule: `"saturated"` (default) or `"paper"`; see the module docstring.
+        tie_break: which stage is the source when several last units have the
+            same minimum gain: `"last"` (default, the deepest stage) or
+            `"first"`.
+        max_steps: safety limit on iterations. Defaults to 200.
+
+    Returns:
+        An `OrganizerResult` with the new spec and the step log.
+    """
+    theta = check_theta(theta)
+    alpha = rf3d.check_alpha(alpha)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}. Received: rule={rule!r}")
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(
+            f"tie_break must be one of {TIE_BREAKS}. Received: tie_break={tie_break!r}"
+        )
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
+        raise ValueError(
+            f"max_steps must be a non-negative integer. Received: max_steps={max_steps!r}"
+        )
+    if isinstance(input_shape, list):
+        input_shape = tuple(input_shape)
+    before = rf3d.analyze(spec, input_shape, alpha)
+    steps = []
+    seen = {body_depths(spec)}
+    current, stages = spec, before
+    for number in range(1, max_steps + 1):
+        # 1. Source: the movable last unit with the smallest gain.
+        sources = []
+        for info in stages:
+            si, ui, unit = info.units[-1]
+            if info.last_gain is not None and _movable(current, si, ui, unit):
+                sources.append((info.last_gain, info.index, info))
+        if not sources:
+            steps.append(
+                Step(
+                    number,
+                    "stop",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    {},
+                    body_depths(current),
+                    "no movable unit",
+                )
+            )
+            break
+        d_min = min(s[0] for s in sources)
+        tied = [s for s in sources if s[0] == d_min]
+        _, src_index, src = tied[-1] if tie_break == "last" else tied[0]
+        si, ui, unit = src.units[-1]
+        name = unit_prefix(current.stages[si], ui, unit)
+        # 2. Target: the stage where the appended unit gains the most.
+        candidates = {}
+        for info in stages:
+            if info.index == src_index:
+                continue
+            tsi = info.units[-1][0]
+            if current.stages[tsi].name.startswith("stem"):
+                continue
+            trial, (psi, pui) = _append(current, info, unit)
+            trial_info = rf3d.analyze(trial, input_shape, alpha)[info.index]
+            candidates[info.index + 1] = trial_info.rows[len(info.rows)].gain
+        if candidates:
+            target = max(candidates, key=lambda k: candidates[k])
+            d_max = candidates[target]
+        else:
+            target, d_max = None, -math.inf
+        # 3. Decide.
+        if rule == "saturated":
+            if d_min >= theta:
+                action, reason = "stop", f"D_min={d_min:.4f} >= theta={theta}"
+            elif d_max > theta and d_max > d_min:
+                action, reason = "move", ""
+            else:
+                action, reason = "remove", ""
+        else:
+            if d_max > d_min and d_max > theta:
+                action, reason = "move", ""
+            elif d_max < theta and d_min < theta:
+                action, reason = "remove", ""
+            else:
+                action = "stop"
+                reason = f"D_min={d_min:.4f} >= D'_max={d_max:.4f} (no case applies)"
+        if action == "stop":
+            steps.append(
+                Step(
+                    number,
+                    "stop",
+                    name,
+                    src_index + 1,
+                    None,
+                    d_min,
+                    d_max,
+                    candidates,
+                    body_depths(current),
+                    reason,
+                )
+            )
+            break
+        new = _remove(current, si, ui)
+        if action == "move":
+            new_stages = rf3d.analyze(new, input_shape, alpha)
+            new, _ = _append(new, new_stages[target - 1], unit)
+        depths = body_depths(new)
+        if depths in seen:
+            steps.append(
+                Step(
+                    number,
+                    "stop",
+                    name,
+                    src_index + 1,
+                    target,
+                    d_min,
+                    d_max,
+                    candidates,
+                    body_depths(current),
+                    f"layout {list(depths)} would repeat",
+                )
+            )
+            break
+        seen.add(depths)
+        steps.append(
+            Step(
+                number,
+                action,
+                name,
+                src_index + 1,
+                target if action == "move" else None,
+                d_min,
+                d_max,
+                candidates,
+                depths,
+            )
+        )
+        current = new
+        stages = rf3d.analyze(current, input_shape, alpha)
+    else:
+        steps.append(
+            Step(
+                max_steps + 1,
+                "stop",
+                None,
+                None,
+                None,
+                None,
+                None,
+                {},
+                body_depths(current),
+                f"max_steps={max_steps} reached",
+            )
+        )
+    return OrganizerResult(current, steps, before, stages, theta, alpha, input_shape, spec)

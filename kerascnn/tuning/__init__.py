@@ -1,0 +1,1 @@
+"""keras-tuner search spaces over the zoo, templates, layouts and kernels (`kerascnn tune`)."""
