@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.decomposer` moved to `kerascnn.transforms.decomposer` (kept for one release).
+"""Deprecated path of `kerascnn.transforms.decomposer` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.transforms.decomposer`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.decomposer` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.model_split` moved to `kerascnn.callbacks.learn_drop.model_split` (kept for one release).
+"""Deprecated path of `kerascnn.callbacks.learn_drop.model_split` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.callbacks.learn_drop.model_split`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.model_split` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

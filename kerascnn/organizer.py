@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.organizer` moved to `kerascnn.transforms.organizer` (kept for one release).
+"""Deprecated path of `kerascnn.transforms.organizer` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.transforms.organizer`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.organizer` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

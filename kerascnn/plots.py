@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.plots` moved to `kerascnn.observe.plots` (kept for one release).
+"""Deprecated path of `kerascnn.observe.plots` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.observe.plots`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.plots` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.rf3d` moved to `kerascnn.transforms.rf3d` (kept for one release).
+"""Deprecated path of `kerascnn.transforms.rf3d` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.transforms.rf3d`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.rf3d` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

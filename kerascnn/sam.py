@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.sam` moved to `kerascnn.training.sam` (kept for one release).
+"""Deprecated path of `kerascnn.training.sam` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.training.sam`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.sam` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.schedules` moved to `kerascnn.training.schedules` (kept for one release).
+"""Deprecated path of `kerascnn.training.schedules` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.training.schedules`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.schedules` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.spec` moved to `kerascnn.arch.spec` (kept for one release).
+"""Deprecated path of `kerascnn.arch.spec` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.arch.spec`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.spec` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

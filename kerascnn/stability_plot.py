@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.stability_plot` moved to `kerascnn.observe.stability_logs` (kept for one release).
+"""Deprecated path of `kerascnn.observe.stability_logs` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.observe.stability_logs`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.stability_plot` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.summary` moved to `kerascnn.observe.summary` (kept for one release).
+"""Deprecated path of `kerascnn.observe.summary` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.observe.summary`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.summary` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

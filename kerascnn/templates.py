@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.templates` moved to `kerascnn.transforms.templates` (kept for one release).
+"""Deprecated path of `kerascnn.transforms.templates` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.transforms.templates`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.templates` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.train` moved to `kerascnn.training.run` (kept for one release).
+"""Deprecated path of `kerascnn.training.run` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.training.run`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.train` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

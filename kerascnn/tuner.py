@@ -1,7 +1,7 @@
-"""Deprecated module path: `kerascnn.tuner` moved to `kerascnn.tuning.space` (kept for one release).
+"""Deprecated path of `kerascnn.tuning.space` (forwards for one release).
 
-Importing this module warns with a `DeprecationWarning` and returns `kerascnn.tuning.space`
-itself, so attribute access and monkeypatching act on the real module.
+Importing `kerascnn.tuner` warns with a `DeprecationWarning` and returns the
+new module itself, so attribute access and monkeypatching act on it.
 """
 
 from kerascnn._deprecation import forward_module

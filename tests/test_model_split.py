@@ -1,4 +1,4 @@
-"""Tests of kerascnn.callbacks.learn_drop.model_split (single-tensor cut points, tail/head sub-models)."""
+"""Tests of kerascnn.callbacks.learn_drop.model_split (cut points, tail/head sub-models)."""
 
 import keras
 import numpy as np

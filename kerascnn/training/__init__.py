@@ -1,1 +1,1 @@
-"""Training: the main job (`kerascnn train`), its recipe (optimizer, loss, strategy), SAM and schedules."""
+"""Training: the main job (`kerascnn train`), its recipe, SAM and schedules."""
