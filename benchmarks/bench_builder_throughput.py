@@ -19,11 +19,7 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -34,14 +30,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import make_parser, results_path, write_results  # noqa: E402
 
 import kerascnn  # noqa: E402
 from kerascnn import zoo  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def count_macs(model):
@@ -83,14 +75,13 @@ def time_steps(model, dataset, steps):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 rep, 2 steps, batch 4")
+    parser = make_parser(__doc__, quick_help="1 rep, 2 steps, batch 4")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="steps per repetition")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up steps per model")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, default=64, help="input height and width")
-    parser.add_argument("--output", default=str(RESULTS / "builder_throughput.json"))
+    parser.add_argument("--output", default=results_path("builder_throughput"))
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.steps, args.warmup, args.batch_size = 1, 2, 1, 4
@@ -137,7 +128,6 @@ def main(argv=None):
 
     result = {
         "benchmark": "builder_throughput",
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "quick": args.quick,
         "settings": {
             "reps": args.reps,
@@ -148,19 +138,7 @@ def main(argv=None):
             "classes": classes,
             "optimizer": "SGD(0.01, momentum=0.9)",
         },
-        "versions": {
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "numpy": np.__version__,
-            "kerascnn": getattr(kerascnn, "__version__", "unknown"),
-        },
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-        },
+        "kerascnn": getattr(kerascnn, "__version__", "unknown"),
         "params": params,
         "macs": macs,
         "macs_ratio_ours_over_keras": macs["kerascnn"] / macs["keras"],
@@ -170,9 +148,8 @@ def main(argv=None):
         "target_ratio": 0.97,
         "meets_target": ratio >= 0.97,
     }
+    result = write_results(args.output, result, argv)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     md = [
         "# Builder throughput: kerascnn ResNet-50 (v1.5) vs keras.applications ResNet50 (v1)",
         "",

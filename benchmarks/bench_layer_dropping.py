@@ -20,20 +20,17 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
-import sys
 import time
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import make_parser, results_path, write_results  # noqa: E402
 
 from kerascnn import zoo  # noqa: E402
 from kerascnn.callbacks import LayerDropping, LayerFreezing  # noqa: E402
@@ -147,8 +144,7 @@ def run_one(arch, data, method, args, init_weights):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = make_parser(__doc__)
     parser.add_argument("--train", type=int, default=10000)
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=30)
@@ -168,7 +164,7 @@ def main():
             os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"),
         ),
     )
-    parser.add_argument("--out", default="benchmarks/results/layer_dropping.json")
+    parser.add_argument("--out", default=results_path("layer_dropping"))
     args = parser.parse_args()
     if args.quick:
         args.train, args.test, args.epochs, args.warmup = 512, 256, 6, 1
@@ -233,21 +229,15 @@ def main():
             }
         results.append(row)
     report = {
-        "command": "python " + " ".join(sys.argv),
         "quick": args.quick,
         "note": (
             "Subsets of the training splits and shortened schedules; --quick uses tiny nets, "
             "a few hundred images and a forced drop, only to prove the script runs."
         ),
         "settings": vars(args),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
         "results": results,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1, default=float)
+    write_results(args.out, report, indent=1, default=float)
     print(
         json.dumps(
             [

@@ -20,22 +20,19 @@ Usage:
     python benchmarks/bench_rpw.py --batch 64 --repeats 30
 """
 
-import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import make_parser, results_path, write_results  # noqa: E402
 
+from kerascnn.arch.channels import rolling_windows  # noqa: E402
 from kerascnn.layers import GroupPointwiseConv2D, RollingPointwiseConv2D  # noqa: E402
-from kerascnn.transforms.rf3d import rolling_windows  # noqa: E402
 
 
 class NaiveRPW(keras.layers.Layer):
@@ -87,14 +84,13 @@ def time_layer(layer, x, warmup, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="batch 8, few repeats")
+    parser = make_parser(__doc__, quick_help="batch 8, few repeats")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--output", default="benchmarks/results/rpw.json")
+    parser.add_argument("--output", default=results_path("rpw"))
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.repeats, args.warmup = 8, 5, 2
@@ -141,20 +137,13 @@ def main(argv=None):
                 flush=True,
             )
     out = {
-        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
         "shape": [args.batch, args.size, args.size, c],
         "repeats": args.repeats,
         "warmup": args.warmup,
         "device": (tf.config.list_physical_devices("GPU") or ["cpu"])[0].__str__(),
-        "platform": platform.platform(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
         "results": rows,
     }
-    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(out, f, indent=2)
-    print(f"wrote {args.output}")
+    write_results(args.output, out, argv)
     return 0
 
 

@@ -23,20 +23,14 @@ the exact command. Target: overhead <= 3%.
     python benchmarks/bench_stability_overhead.py --quick    # smoke test
 """
 
-import argparse
-import json
-import os
 import statistics
-import sys
 import tempfile
 import time
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import make_parser, results_path, write_results
 
 from kerascnn import zoo  # noqa: E402
 from kerascnn.callbacks import LayerMetrics, StabilityStopping  # noqa: E402
@@ -62,8 +56,7 @@ class EpochEnd(keras.callbacks.Callback):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = make_parser(__doc__)
     parser.add_argument("--models", default="vgg11_bn,resnet18")
     parser.add_argument("--samples", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -78,8 +71,7 @@ def main(argv=None):
         args.samples, args.batch_size, args.epochs, args.rounds = 64, 16, 3, 1
         args.width_multiplier = 0.125
     if args.output is None:
-        suffix = "_quick" if args.quick else ""
-        args.output = os.path.join(ROOT, f"benchmarks/results/stability_overhead{suffix}.json")
+        args.output = results_path("stability_overhead", args.quick)
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile.lower()]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.samples, args.size, args.size, 3)).astype("float32")
@@ -164,20 +156,12 @@ def main(argv=None):
             flush=True,
         )
     out = {
-        "command": " ".join(
-            [os.path.basename(sys.executable), "benchmarks/bench_stability_overhead.py"]
-            + (argv if argv is not None else sys.argv[1:])
-        ),
         "quick": args.quick,
         "config": vars(args),
-        "keras": keras.__version__,
         "results": results,
         "target_overhead": 0.03,
     }
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(out, f, indent=2)
-    print("wrote", args.output)
+    write_results(args.output, out, argv)
 
 
 if __name__ == "__main__":

@@ -23,17 +23,12 @@ fixed budget, test accuracy, wall time. Results to
     python benchmarks/bench_stability_real.py --quick
 """
 
-import argparse
-import json
 import os
-import sys
 import time
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import ROOT, make_parser, results_path, write_results
 
 from kerascnn import data, zoo  # noqa: E402
 from kerascnn.callbacks import StabilityStopping  # noqa: E402
@@ -123,8 +118,7 @@ def run(model_name, subsets, args, mode, initial_weights):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = make_parser(__doc__)
     parser.add_argument("--datasets", default="fashion_mnist,cifar10")
     parser.add_argument("--models", default="resnet18,vgg11_bn")
     parser.add_argument("--train", type=int, default=10000)
@@ -147,9 +141,7 @@ def main(argv=None):
         args.train, args.test, args.epochs, args.width_multiplier = 256, 128, 3, 0.125
         args.models = "resnet18"
     if args.output is None:
-        args.output = os.path.join(
-            ROOT, "benchmarks/results", f"stability_real{'_quick' if args.quick else ''}.json"
-        )
+        args.output = results_path("stability_real", args.quick)
     results = {}
     for ds in args.datasets.split(","):
         subsets = load_subset(ds, args.train, args.test, np.random.default_rng(args.seed))
@@ -175,18 +167,12 @@ def main(argv=None):
                     {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()},
                 )
     out = {
-        "command": " ".join(
-            ["python", "benchmarks/bench_stability_real.py"]
-            + (argv if argv is not None else sys.argv[1:])
-        ),
         "quick": args.quick,
         "config": vars(args),
         "note": f"random subsets: {args.train} train / {args.test} test images per dataset",
         "results": results,
     }
-    with open(args.output, "w") as f:
-        json.dump(out, f, indent=2)
-    print("wrote", args.output)
+    write_results(args.output, out, argv)
 
 
 if __name__ == "__main__":

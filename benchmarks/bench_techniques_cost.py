@@ -20,34 +20,28 @@ Full run:
 `benchmarks/results/techniques_cost[_quick].json`.
 """
 
-import argparse
 import gc
-import json
 import os
-import platform
-import shlex
 import statistics
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+from _common import ROOT, make_parser, results_path, write_results
+
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 ROWS = ("baseline", "ocl", "co", "m", "ls", "swa", "bp", "se", "sam")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="cifar10")
     parser.add_argument("--limit", type=int, default=10000, help="training images")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=4, help="per fit; the first is dropped")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rows", default=",".join(ROWS))
-    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     import keras
-    import tensorflow as tf
     from compact_nets import train_and_evaluate
 
     if args.quick:
@@ -111,25 +105,8 @@ def main(argv=None):
             f"x{low / base_min:.3f}; paired x{paired:.3f}",
             flush=True,
         )
-    out = os.path.join(ROOT, "benchmarks", "results")
-    os.makedirs(out, exist_ok=True)
-    name = "techniques_cost_quick.json" if args.quick else "techniques_cost.json"
-    report = {
-        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0]] + sys.argv[1:]),
-        "quick": args.quick,
-        "settings": vars(args),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-        },
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "rows": results,
-    }
-    with open(os.path.join(out, name), "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"Wrote {os.path.join(out, name)}")
+    report = {"quick": args.quick, "settings": vars(args), "rows": results}
+    write_results(results_path("techniques_cost", args.quick), report, argv, indent=1)
 
 
 if __name__ == "__main__":

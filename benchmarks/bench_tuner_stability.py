@@ -1,6 +1,6 @@
 """Same keras-tuner search with and without stability stopping in every trial.
 
-Runs `kerascnn.tuning.space.search` twice on the embedded Fashion-MNIST subset with
+Runs `kerascnn.tuning.search` twice on the embedded Fashion-MNIST subset with
 the same seed, space and trials (>= 6): once with `StabilityStopping` added
 to every trial, once training every trial for all its epochs. Reports the
 total epochs trained, the search wall time and the best validation accuracy,
@@ -16,16 +16,10 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shlex
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from _common import make_parser, results_path, write_results
 
 FULL = dict(trials=10, epochs=30, limit=None, batch_size=64, patience=3, decimals=2)
 QUICK = dict(trials=6, epochs=4, limit=128, batch_size=64, patience=1, decimals=1)
@@ -33,7 +27,7 @@ QUICK = dict(trials=6, epochs=4, limit=128, batch_size=64, patience=1, decimals=
 
 def run(stability, cfg, seed, directory):
     from kerascnn import data
-    from kerascnn.tuning import space as tuner
+    from kerascnn import tuning as tuner
 
     x, y = data.load("embedded", "train", as_numpy=True, limit=cfg["limit"])
     xv, yv = data.load("embedded", "test", as_numpy=True, limit=cfg["limit"])
@@ -73,24 +67,15 @@ def run(stability, cfg, seed, directory):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke configuration")
+    parser = make_parser(__doc__, quick_help="tiny smoke configuration")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--trials", type=int, help="override max_trials (at least 6)")
     parser.add_argument("--epochs", type=int, help="override the epochs per trial")
     parser.add_argument("--patience", type=int, help="override StabilityStopping patience")
     parser.add_argument("--decimals", type=int, help="override StabilityStopping decimals (r)")
-    parser.add_argument(
-        "--output", default=os.path.join(ROOT, "benchmarks/results/tuner_stability.json")
-    )
+    parser.add_argument("--output", default=results_path("tuner_stability"))
     args = parser.parse_args(argv)
-    from kerascnn.tuning import space as tuner
 
-    if tuner.stability_stopping_class() is None:
-        raise SystemExit(
-            "bench_tuner_stability: kerascnn.callbacks.StabilityStopping is not available; "
-            "this benchmark compares searches with and without it."
-        )
     cfg = dict(QUICK if args.quick else FULL)
     for key in ("trials", "epochs", "patience", "decimals"):
         value = getattr(args, key)
@@ -103,23 +88,18 @@ def main(argv=None):
         for stability in (True, False):
             runs.append(run(stability, cfg, args.seed, tmp))
     out = {
-        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0]] + sys.argv[1:]),
         "mode": "quick" if args.quick else "full",
         "config": dict(cfg, seed=args.seed, dataset="embedded"),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "runs": runs,
         "epochs_saved": runs[1]["total_epochs"] - runs[0]["total_epochs"],
     }
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(out, f, indent=2, default=str)
+    write_results(args.output, out, argv, default=str)
     for r in runs:
         print(
             f"stability_stopping={r['stability_stopping']!s:5}: {r['total_epochs']}/"
             f"{r['planned_epochs']} epochs, {r['wall_time_s']:.1f} s, best val_accuracy "
             f"{r['best_score']}"
         )
-    print(f"Wrote {args.output}")
     return 0
 
 

@@ -6,15 +6,11 @@ process, same data, same seed, same recipe, and the results are written with
 the exact command and the settings.
 """
 
-import argparse
-import json
 import os
-import platform
-import shlex
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+from _common import ROOT, make_parser, results_path, write_results
+
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 #: Row name -> techniques (`examples/compact_nets.TECHNIQUES` codes).
@@ -39,7 +35,7 @@ ROWS = {
 
 
 def main(dataset, description, default_epochs, default_rows, weight_decay, quick_limit, argv):
-    parser = argparse.ArgumentParser(description=description)
+    parser = make_parser(description, quick_help="a few hundred images, 1 epoch")
     parser.add_argument("--epochs", type=int, default=default_epochs)
     parser.add_argument("--rows", default=default_rows, help=f"comma list of {list(ROWS)}")
     parser.add_argument("--limit", type=int, default=None, help="training images (default all)")
@@ -49,7 +45,6 @@ def main(dataset, description, default_epochs, default_rows, weight_decay, quick
         "--shift", type=int, default=0, help="random shifts of up to N pixels in training"
     )
     parser.add_argument("--output", default=None, help="JSON file (default in results/)")
-    parser.add_argument("--quick", action="store_true", help="a few hundred images, 1 epoch")
     args = parser.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
     unknown = [r for r in rows if r not in ROWS]
@@ -67,15 +62,10 @@ def main(dataset, description, default_epochs, default_rows, weight_decay, quick
     )
     if args.quick:
         kwargs.update(epochs=1, limit=quick_limit, test_limit=1000)
-    output = args.output or os.path.join(
-        ROOT, "benchmarks", "results", f"compact_{dataset}{'_quick' if args.quick else ''}.json"
-    )
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    output = args.output or results_path(f"compact_{dataset}", args.quick)
     report = {
-        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0]] + sys.argv[1:]),
         "quick": args.quick,
         "settings": vars(args) | {"weight_decay": weight_decay},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "rows_requested": rows,
         "complete": False,
         "rows": [],
@@ -86,12 +76,10 @@ def main(dataset, description, default_epochs, default_rows, weight_decay, quick
         report["rows"].append(result)
         report["complete"] = len(report["rows"]) == len(rows)
         # Written after every row: a run cut short keeps the rows it finished.
-        with open(output, "w") as f:
-            json.dump(report, f, indent=1)
+        write_results(output, report, argv, indent=1)
         print(
             f"{row:>20}: acc={result['test_accuracy']:.4f} params={result['params']} "
             f"epochs={result['epochs']} time={result['train_seconds']:.1f}s "
             f"epoch={min(result['epoch_seconds']):.1f}s",
             flush=True,
         )
-    print(f"Wrote {output}")

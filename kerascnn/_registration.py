@@ -17,7 +17,7 @@ The `kerascnn` command line skips this import while it parses arguments (so
 that `kerascnn --help` does not import TensorFlow) and imports this module
 before running a command. A module that adds a
 `keras.saving.register_keras_serializable` class must be added to `MODULES`
-(`tests/test_serialization.py` checks it).
+(`tests/workflows/test_serialization.py` checks it).
 """
 
 import importlib

@@ -1,6 +1,6 @@
 """Prints the bad-input totals of issue #12 (raw / silent / hang / clear / ok).
 
-Runs every case of `tests/test_bad_inputs.py` (the 112 rows of the bad-input
+Runs every case of `tests/workflows/test_bad_inputs.py` (the 112 rows of the bad-input
 list) and prints, per verdict the row got when the list was made ("then"),
 how many rows get each verdict now, the totals, and every row that is not
 what it should be (with the file that owns it).
@@ -21,6 +21,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "workflows"))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -82,8 +82,8 @@ import weakref
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.backend.common.stateless_scope import in_stateless_scope
 
+from kerascnn._keras_compat import in_stateless_scope, print_msg
 from kerascnn.callbacks.learn_drop.model_split import CONV_CLASSES
 
 GRADIENT_STATS = ("sum", "abs_sum", "norm")
@@ -441,9 +441,7 @@ class LayerStatistics:
             done.append(name)
         self._cache = None
         if done:
-            from keras.src.utils import io_utils
-
-            io_utils.print_msg(
+            print_msg(
                 f"stability: layers {done} {reason} at epoch {epoch + 1}, reported stable "
                 "(std/mean of their last trained epoch)"
             )
@@ -480,9 +478,7 @@ class LayerStatistics:
                 std, mean = self._last_values[name]
                 self._frozen[name] = {"std": std, "mean": mean, "epoch": int(epoch)}
             self._apply_frozen(result)
-            from keras.src.utils import io_utils
-
-            io_utils.print_msg(
+            print_msg(
                 f"stability: layers {pending} not trained since epoch {epoch + 1} "
                 "(no value before), reported stable from now on"
             )

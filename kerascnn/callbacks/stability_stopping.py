@@ -9,6 +9,7 @@ import warnings
 import keras
 import numpy as np
 
+from kerascnn._keras_compat import print_msg
 from kerascnn.callbacks.layer_stats import LayerStatistics, resolve_layers
 
 PAPER_PATIENCE = 3
@@ -281,14 +282,14 @@ class StabilityStopping(keras.callbacks.Callback):
                 self.predicted_epochs_saved / self.planned_epochs if self.planned_epochs else 0.0
             )
         if self.verbose and self.monitor_only and self.stable_epoch is not None:
-            print(
+            print_msg(
                 f"StabilityStopping (monitor only): all {len(self.monitored_layers)} monitored "
                 f"layers stable at epoch {self.stable_epoch + 1}; stopping there would have "
                 f"saved {self.predicted_epochs_saved} of {self.planned_epochs} planned epochs "
                 f"({100 * self.predicted_fraction_saved:.1f}%)."
             )
         if self.verbose and self.stopped_epoch:
-            print(
+            print_msg(
                 f"Epoch {self.stopped_epoch + 1}: StabilityStopping: all "
                 f"{len(self.monitored_layers)} "
                 f"monitored layers stable for {self.patience} epochs at {self.decimals} decimals; "

@@ -14,6 +14,8 @@ import warnings
 import keras
 import numpy as np
 
+from kerascnn._keras_compat import print_msg
+
 
 class StochasticWeightAveraging(keras.callbacks.Callback):
     """Averages the trainable weights over the end of training and swaps the average in.
@@ -131,7 +133,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         if self.averaged_weights is None:
             self.averaged_weights = [w.astype("float64") for w in weights]
             if self.verbose:
-                print(f"SWA: averaging from epoch {epoch + 1}")
+                print_msg(f"SWA: averaging from epoch {epoch + 1}")
         else:
             n = self.num_averaged
             self.averaged_weights = [
@@ -165,7 +167,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         for variable, value in zip(model.trainable_variables, self.averaged_weights):
             variable.assign(value.astype(variable.dtype))
         if self.verbose:
-            print(f"SWA: swapped in the average of {self.num_averaged} epochs")
+            print_msg(f"SWA: swapped in the average of {self.num_averaged} epochs")
         if self._batch_norm_layers():
             data = self.data if self.data is not None else self._fit_dataset
             if data is None:

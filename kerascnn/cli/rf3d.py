@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import json
 
+from kerascnn.cli._common import add_model_command, model_kwargs, parse_positive_float
 
-def _spec_and_shape(args):
-    from kerascnn import cli, zoo
 
-    kwargs = cli.model_kwargs(args)
+def _spec_and_shape(args, *, transforms=True):
+    """The zoo spec of the options and its input shape.
+
+    With `transforms=False` only `--stages` and `--filters` are applied (the
+    spec `kerascnn.transforms.pipeline.transform` starts from).
+    """
+    from kerascnn import zoo
+
+    kwargs = model_kwargs(args)
     info = zoo.get_info(args.model)
     input_shape = kwargs.pop("input_shape")
     variant = zoo.resolve_variant(info, kwargs.pop("variant"), input_shape)
     if input_shape is None:
         input_shape = (224, 224, 3) if variant == "imagenet" else info.default_input_shape
+    if not transforms:
+        kwargs.pop("template")
+        kwargs.pop("width_multiplier")
     spec = zoo.get_spec(info.name, input_shape=input_shape, variant=variant, **kwargs)
     return spec, tuple(input_shape)
 
@@ -59,14 +69,13 @@ def _run_rf3d(args):
 
 def add_rf3d_parser(subparsers):
     """Adds `kerascnn rf3d`: the per-stage 3DRF table of a zoo model."""
-    from kerascnn.cli.core import add_model_arguments
-
-    parser = subparsers.add_parser(
+    parser = add_model_command(
+        subparsers,
         "rf3d",
         help="per-stage 3D receptive field (3DRF) and gains of a zoo model",
         description="Prints, for every stage, 3DRF^w, 3DRF^c, 3DRF and the gain of each unit.",
+        classes=False,
     )
-    add_model_arguments(parser, classes=False)
     parser.add_argument("--alpha", default="3", help="decay of the gain (default: 3)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     # Specs only: no model is built or loaded, so no TensorFlow import.
@@ -88,27 +97,40 @@ def model_totals(spec, input_shape, classes=10):
     return {"params": totals["params"], "macs": totals["macs"]}
 
 
-def _run_optimize(args):
-    from kerascnn.transforms import decomposer, organizer, rf3d
+def _optimized(args):
+    """`(spec before, final spec, OrganizerResult, decomposer report, input shape)`.
 
-    spec, input_shape = _spec_and_shape(args)
-    alpha = _float(args.alpha, "--alpha")
-    result = organizer.organize(
-        spec,
+    The transforms run in the one pipeline order
+    (`kerascnn.transforms.pipeline.transform`): stages, organizer, template,
+    width, kernel; "before" is the model with the same template and width,
+    not organized nor decomposed.
+    """
+    from kerascnn.transforms.pipeline import transform
+
+    base, input_shape = _spec_and_shape(args, transforms=False)
+    template, width = args.template, parse_positive_float(args.width, "--width")
+    final, report = transform(
+        base,
+        organize=True,
         theta=_float(args.theta, "--theta"),
-        alpha=alpha,
-        input_shape=input_shape,
+        alpha=_float(args.alpha, "--alpha"),
         rule=args.rule,
+        template=template,
+        width_multiplier=width,
+        kernel=args.kernel,
+        kernel_groups=args.groups,
+        kernel_overlap=_float(args.overlap, "--overlap"),
+        input_shape=input_shape,
+        return_report=True,
     )
-    final, report = result.spec, None
-    if args.kernel is not None:
-        final, report = decomposer.decompose_with_report(
-            final,
-            args.kernel,
-            groups=args.groups,
-            overlap=_float(args.overlap, "--overlap"),
-            input_shape=input_shape,
-        )
+    spec = transform(base, template=template, width_multiplier=width, input_shape=input_shape)
+    return spec, final, report.organizer, report.decomposer, input_shape
+
+
+def _run_optimize(args):
+    from kerascnn.transforms import organizer, rf3d
+
+    spec, final, result, report, input_shape = _optimized(args)
     before = model_totals(spec, input_shape, args.classes)
     after = model_totals(final, input_shape, args.classes)
     data = result.to_dict()
@@ -149,9 +171,8 @@ def _run_optimize(args):
 
 def add_optimize_parser(subparsers):
     """Adds `kerascnn optimize`: the 3DRF stage organizer and kernel decomposer."""
-    from kerascnn.cli.core import add_model_arguments
-
-    parser = subparsers.add_parser(
+    parser = add_model_command(
+        subparsers,
         "optimize",
         help="reorganize stages (and decompose kernels) with the 3DRF optimizer",
         description=(
@@ -160,7 +181,6 @@ def add_optimize_parser(subparsers):
             "and parameters and MACs before and after."
         ),
     )
-    add_model_arguments(parser)
     parser.add_argument("--theta", default="0.1", help="organizer threshold (default: 0.1)")
     parser.add_argument("--alpha", default="3", help="decay of the gain (default: 3)")
     parser.add_argument(

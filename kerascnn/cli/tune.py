@@ -1,4 +1,4 @@
-"""`kerascnn tune`: an architecture search with keras-tuner (see `kerascnn.tuning.space`).
+"""`kerascnn tune`: an architecture search with keras-tuner (see `kerascnn.tuning`).
 
 Example:
 
@@ -15,15 +15,7 @@ from __future__ import annotations
 import json
 import os
 
-
-def _positive_int(text, option):
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        value = None
-    if value is None or value < 1:
-        raise ValueError(f"{option} must be a positive integer. Received: {text!r}")
-    return value
+from kerascnn.cli._common import parse_positive_int as _positive_int
 
 
 def _positive_number(text, option):
@@ -37,7 +29,7 @@ def _positive_number(text, option):
 
 
 def _run_tune(args):
-    from kerascnn.tuning import space as tuner_lib
+    from kerascnn import tuning as tuner_lib
 
     if args.tuner not in tuner_lib.TUNERS:
         raise ValueError(f"--tuner must be one of {tuner_lib.TUNERS}. Received: {args.tuner!r}")
@@ -50,12 +42,8 @@ def _run_tune(args):
     max_macs = None if args.max_macs is None else _positive_number(args.max_macs, "--max-macs")
     if args.limit is not None:
         _positive_int(args.limit, "--limit")
-    try:
-        from kerascnn import data
-    except ImportError as e:
-        raise ValueError(
-            f"kerascnn tune needs kerascnn.data, which is not importable: {e}"
-        ) from None
+    from kerascnn import data
+
     if args.dataset not in data.list_datasets():
         raise ValueError(
             f"Unknown dataset. Expected one of {data.list_datasets()}. "

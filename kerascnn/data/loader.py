@@ -138,6 +138,31 @@ def load(
     """
     name = sources.canonical_name(name)
     entry = sources.CATALOG[name]
+    _check_load_args(entry, name, split, batch_size, limit, image_size, seed)
+    if shuffle is None:
+        shuffle = split == "train"
+    source_obj = sources.resolve(name, data_dir, source, download, cache_dir, class_names)
+    ds, size = _raw_dataset(source_obj, entry, name, split, limit)
+    if shuffle:
+        buffer = size if size is not None else 50_000
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    target = entry.shape
+    if entry.resize:
+        target = (image_size or entry.shape[0], image_size or entry.shape[1], 3)
+    ds = _map_prepare(ds, entry, target, augment, normalize, seed, AUTOTUNE if autotune else 2)
+    ds = ds.with_options(_options(autotune))
+    if as_numpy:
+        images, labels = [], []
+        for batch_x, batch_y in ds.batch(4096).as_numpy_iterator():
+            images.append(batch_x)
+            labels.append(batch_y)
+        return np.concatenate(images), np.concatenate(labels)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(AUTOTUNE if autotune else 2)
+
+
+def _check_load_args(entry, name, split, batch_size, limit, image_size, seed):
+    """Validates `load`'s arguments before any data is read."""
     sources.check_split(split)
     _check_positive_int(batch_size, "batch_size")
     _check_positive_int(limit, "limit", allow_none=True)
@@ -147,10 +172,10 @@ def load(
         _check_positive_int(image_size, "image_size")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise TypeError(f"seed must be an int or None. Received: seed={seed!r}")
-    if shuffle is None:
-        shuffle = split == "train"
-    source_obj = sources.resolve(name, data_dir, source, download, cache_dir, class_names)
 
+
+def _raw_dataset(source_obj, entry, name, split, limit):
+    """`(dataset of (uint8 image, int32 label), size or None)` of one split."""
     if source_obj.in_memory:
         x, y = source_obj.arrays(split)
         if limit is not None:
@@ -160,24 +185,18 @@ def load(
                 f"{source_obj.describe()}: images have shape {x.shape[1:]}, "
                 f"{name} needs {entry.shape}."
             )
-        size = len(x)
-        ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
-    else:
-        ds = source_obj.tfds_dataset(split)
-        if limit is not None:
-            ds = ds.take(limit)
-        ds = ds.map(lambda image, label: (image, tf.cast(label, tf.int32)))
-        if not entry.resize:
-            ds = ds.cache()  # small datasets: decode the PNGs once
-        size = None
+        return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32))), len(x)
+    ds = source_obj.tfds_dataset(split)
+    if limit is not None:
+        ds = ds.take(limit)
+    ds = ds.map(lambda image, label: (image, tf.cast(label, tf.int32)))
+    if not entry.resize:
+        ds = ds.cache()  # small datasets: decode the PNGs once
+    return ds, None
 
-    parallel = AUTOTUNE if autotune else 2
-    if shuffle:
-        buffer = size if size is not None else 50_000
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    target = entry.shape
-    if entry.resize:
-        target = (image_size or entry.shape[0], image_size or entry.shape[1], 3)
+
+def _map_prepare(ds, entry, target, augment, normalize, seed, parallel):
+    """Maps crop/flip augmentation, scaling and normalisation over `ds`."""
     mean = tf.constant(entry.mean, tf.float32)
     std = tf.constant(entry.std, tf.float32)
 
@@ -198,33 +217,25 @@ def load(
         image = image / 255.0
         if normalize:
             image = (image - mean) / std
-        image = tf.ensure_shape(image, target)
-        return image, label
+        return tf.ensure_shape(image, target), label
 
-    if augment:
-        rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
-        ds = tf.data.Dataset.zip((ds, rand)).map(
-            lambda pair, r: prepare(pair[0], pair[1], r),
-            num_parallel_calls=parallel,
-            deterministic=True,
-        )
-    else:
-        ds = ds.map(prepare, num_parallel_calls=parallel, deterministic=True)
+    if not augment:
+        return ds.map(prepare, num_parallel_calls=parallel, deterministic=True)
+    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+    return tf.data.Dataset.zip((ds, rand)).map(
+        lambda pair, r: prepare(pair[0], pair[1], r),
+        num_parallel_calls=parallel,
+        deterministic=True,
+    )
 
+
+def _options(autotune):
+    """Deterministic tf.data options; autotuning as asked; auto-shard by data."""
     options = tf.data.Options()
     options.deterministic = True
     options.autotune.enabled = bool(autotune)
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    ds = ds.with_options(options)
-
-    if as_numpy:
-        images, labels = [], []
-        for batch_x, batch_y in ds.batch(4096).as_numpy_iterator():
-            images.append(batch_x)
-            labels.append(batch_y)
-        return np.concatenate(images), np.concatenate(labels)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(AUTOTUNE if autotune else 2)
+    return options
 
 
 def _resize_shorter(image, size):

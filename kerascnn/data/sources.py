@@ -124,7 +124,7 @@ _CIFAR10_CLASSES = (
 )  # fmt: skip
 
 # Statistics: MNIST / Fashion-MNIST computed from the original training files
-# (checked in tests/test_data.py); CIFAR-10/100 and SVHN are the usual values
+# (checked in tests/data/test_data.py); CIFAR-10/100 and SVHN are the usual values
 # computed on the original training sets; Imagenette uses ImageNet's.
 CATALOG = {
     "mnist": DatasetInfo(

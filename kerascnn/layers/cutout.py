@@ -8,11 +8,9 @@ fraction and aspect ratio instead, hence this layer.
 """
 
 import keras
-from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (  # noqa: E501
-    BaseImagePreprocessingLayer,
-)
 
 from kerascnn import _checks
+from kerascnn._keras_compat import BaseImagePreprocessingLayer
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")

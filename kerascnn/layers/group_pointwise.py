@@ -8,15 +8,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerascnn import _checks
-
-
-def _check_positive_int(value, name):
-    return _checks.check_positive_int(value, name)
+from kerascnn.layers._factorized_pointwise import FactorizedPointwiseConv2D
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
-class GroupPointwiseConv2D(keras.layers.Layer):
+class GroupPointwiseConv2D(FactorizedPointwiseConv2D):
     """A 1x1 convolution split into `groups` groups, with an optional shuffle.
 
     Input channels are split into `groups` consecutive groups of
@@ -59,49 +55,26 @@ class GroupPointwiseConv2D(keras.layers.Layer):
         kernel_regularizer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        _check_positive_int(filters, "filters")
-        _check_positive_int(groups, "groups")
-        if filters % groups:
+        super().__init__(
+            filters,
+            groups,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
+        if self.filters % self.groups:
             raise ValueError(
                 f"groups must divide filters. Received: groups={groups}, filters={filters}"
             )
         if not isinstance(shuffle, bool):
             raise TypeError(f"shuffle must be a bool. Received: shuffle={shuffle!r}")
-        self.filters = filters
-        self.groups = groups
         self.shuffle = shuffle
-        self.use_bias = _checks.check_bool(use_bias, "use_bias")
-        self.kernel_initializer = _checks.check_keras_object(
-            keras.initializers.get, kernel_initializer, "kernel_initializer", "a Keras initializer"
-        )
-        self.bias_initializer = _checks.check_keras_object(
-            keras.initializers.get, bias_initializer, "bias_initializer", "a Keras initializer"
-        )
-        self.kernel_regularizer = _checks.check_keras_object(
-            keras.regularizers.get, kernel_regularizer, "kernel_regularizer", "a Keras regularizer"
-        )
-        self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None or channels % self.groups:
-            raise ValueError(
-                "groups must divide the input channels. Received: "
-                f"groups={self.groups} for input_shape={tuple(input_shape)}"
-            )
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(1, 1, channels // self.groups, self.filters),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-        )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
-            if self.use_bias
-            else None
-        )
-        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+        channels = self._input_channels(input_shape)
+        self._build_weights((1, 1, channels // self.groups, self.filters), channels)
 
     def call(self, inputs):
         # A kernel with C_in / groups input channels makes ops.conv grouped.
@@ -116,14 +89,6 @@ class GroupPointwiseConv2D(keras.layers.Layer):
             y = ops.transpose(y, (0, 1, 2, 4, 3))
             y = ops.reshape(y, (shape[0], shape[1], shape[2], self.filters))
         return y
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.filters,)
-
-    def compute_macs(self, input_shape, output_shape):
-        """Multiply-accumulates of one sample: `H * W * filters * C_in / groups`."""
-        h, w = output_shape[-3], output_shape[-2]
-        return int(h * w * self.filters * (input_shape[-1] // self.groups))
 
     def dense_kernel(self):
         """The equivalent `(C_in, filters)` dense 1x1 kernel (zeros off-group), numpy."""
@@ -141,13 +106,5 @@ class GroupPointwiseConv2D(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            filters=self.filters,
-            groups=self.groups,
-            shuffle=self.shuffle,
-            use_bias=self.use_bias,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            bias_initializer=keras.initializers.serialize(self.bias_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-        )
+        config["shuffle"] = self.shuffle
         return config

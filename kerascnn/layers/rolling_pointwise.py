@@ -10,12 +10,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerascnn import _checks
-from kerascnn.transforms.rf3d import check_groups_overlap, rolling_windows
+from kerascnn.arch.channels import check_groups_overlap, rolling_windows
+from kerascnn.layers._factorized_pointwise import FactorizedPointwiseConv2D
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
-class RollingPointwiseConv2D(keras.layers.Layer):
+class RollingPointwiseConv2D(FactorizedPointwiseConv2D):
     """RPW-g-o: a 1x1 convolution whose filters read rolling channel windows.
 
     Channel windows (the paper's Listing 2). With `C` input channels, every
@@ -80,38 +80,26 @@ class RollingPointwiseConv2D(keras.layers.Layer):
         implementation="auto",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"filters must be a positive integer. Received: filters={filters!r}")
-        check_groups_overlap(None, groups, overlap)
+        super().__init__(
+            filters,
+            groups,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
+        check_groups_overlap(None, self.groups, overlap)
         if implementation not in self.IMPLEMENTATIONS:
             raise ValueError(
                 f"implementation must be one of {self.IMPLEMENTATIONS}. "
                 f"Received: implementation={implementation!r}"
             )
-        self.filters = filters
-        self.groups = groups
         self.overlap = float(overlap)
-        self.use_bias = _checks.check_bool(use_bias, "use_bias")
-        self.kernel_initializer = _checks.check_keras_object(
-            keras.initializers.get, kernel_initializer, "kernel_initializer", "a Keras initializer"
-        )
-        self.bias_initializer = _checks.check_keras_object(
-            keras.initializers.get, bias_initializer, "bias_initializer", "a Keras initializer"
-        )
-        self.kernel_regularizer = _checks.check_keras_object(
-            keras.regularizers.get, kernel_regularizer, "kernel_regularizer", "a Keras regularizer"
-        )
         self.implementation = implementation
-        self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None or channels % self.groups:
-            raise ValueError(
-                "groups must divide the input channels. Received: "
-                f"groups={self.groups} for input_shape={tuple(input_shape)}"
-            )
+        channels = self._input_channels(input_shape)
         self.windows = rolling_windows(channels, self.filters, self.groups, self.overlap)
         width = self.windows.shape[1]
         stride = width - int(math.floor(self.overlap * width))
@@ -145,18 +133,7 @@ class RollingPointwiseConv2D(keras.layers.Layer):
                 .reshape(-1)
                 .astype("int32")
             )
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(width, self.filters),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-        )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
-            if self.use_bias
-            else None
-        )
-        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+        self._build_weights((width, self.filters), channels)
         self._channels = channels
 
     def call(self, inputs):
@@ -184,14 +161,6 @@ class RollingPointwiseConv2D(keras.layers.Layer):
             y = y + self.bias
         return y
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.filters,)
-
-    def compute_macs(self, input_shape, output_shape):
-        """Multiply-accumulates of one sample: `H * W * filters * C / groups`."""
-        h, w = output_shape[-3], output_shape[-2]
-        return int(h * w * self.filters * (input_shape[-1] // self.groups))
-
     def dense_kernel(self):
         """The equivalent `(C, filters)` dense 1x1 kernel (zeros outside windows), numpy."""
         kernel = np.asarray(keras.ops.convert_to_numpy(self.kernel))
@@ -202,14 +171,5 @@ class RollingPointwiseConv2D(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            filters=self.filters,
-            groups=self.groups,
-            overlap=self.overlap,
-            use_bias=self.use_bias,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            bias_initializer=keras.initializers.serialize(self.bias_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-            implementation=self.implementation,
-        )
+        config.update(overlap=self.overlap, implementation=self.implementation)
         return config

@@ -4,7 +4,9 @@
 layer (every block for ResNet, every module for Inception) of a zoo model for
 the base distribution and every template: x is the layer index, y the
 filters, one line per template. Only specs are used (no Keras model is built).
-Drawing uses matplotlib's Agg canvas directly, so no global backend is set.
+Drawing uses matplotlib's Agg canvas directly (`new_figure`), so no global
+backend is set; `new_figure`, `style_axes` and `save_figure` are the one plot
+style shared with `kerascnn.observe.stability_logs` and the training report.
 
 Example:
 
@@ -20,6 +22,102 @@ import os
 from kerascnn.transforms import templates as _templates
 
 _UNIT_LABELS = {"resnet": "Block", "inception": "Module"}
+
+
+def new_figure(size):
+    """A matplotlib `Figure` of `size` inches on its own Agg canvas.
+
+    No pyplot and no global backend (`matplotlib.use`): the figure belongs to
+    the caller only, as in Keras' `keras.utils.plot_model` helpers.
+
+    Args:
+        size: `(width, height)` in inches.
+
+    Example:
+
+    >>> figure = new_figure((6, 4))
+    >>> axes = figure.add_subplot()
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def style_axes(axes, xlabel, ylabel, *, title=None, title_size=None, legend="small"):
+    """Applies kerascnn's plot style: labels, optional title, light grid, a legend.
+
+    Args:
+        axes: a matplotlib `Axes`.
+        xlabel: the x-axis label.
+        ylabel: the y-axis label.
+        title: the axes title. Defaults to None (none).
+        title_size: the title's font size. Defaults to None (matplotlib's).
+        legend: the legend's font size, or False for no legend (also none
+            when nothing is labelled). Defaults to `"small"`.
+    """
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    if title is not None:
+        axes.set_title(title, fontsize=title_size)
+    axes.grid(True, alpha=0.3)
+    if legend and axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=legend)
+
+
+def check_figure_path(path):
+    """Checks that `path` has a format extension and an existing folder; returns it as `str`.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: `path` has no extension.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"The output folder does not exist: {folder!r}. Received: path={path!r}"
+        )
+    if not os.path.splitext(path)[1]:
+        raise ValueError(
+            f"path needs an extension naming the format, e.g. .png or .pdf. Received: {path!r}"
+        )
+    return path
+
+
+def save_figure(figure, path, *, dpi=120, bbox_inches=None):
+    """Saves `figure` to `path` (format from the extension) atomically; returns `path`.
+
+    The figure is written to a temporary file in the same folder first, so a
+    failure leaves no partial figure.
+
+    Args:
+        figure: a matplotlib `Figure` (e.g. from `new_figure`).
+        path: the output file; its folder must exist.
+        dpi: resolution of raster formats. Defaults to 120.
+        bbox_inches: passed to `savefig`. Defaults to None.
+
+    Raises:
+        OSError: the file cannot be written (the reason is named).
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    suffix = os.path.splitext(path)[1] or ".png"
+    figure.tight_layout()
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp{suffix}")
+    try:
+        figure.savefig(tmp, dpi=dpi, format=suffix[1:].lower(), bbox_inches=bbox_inches)
+        os.replace(tmp, path)
+    except BaseException as error:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(error, OSError):
+            reason = error.strerror or str(error)
+            raise OSError(f"Cannot write the figure to {path!r}: {reason}") from None
+        raise
+    return path
 
 
 def filter_distributions(
@@ -100,22 +198,9 @@ def plot_filter_distributions(
 
     >>> plot_filter_distributions("vgg19", "/tmp/vgg19.png")  # doctest: +SKIP
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from kerascnn import zoo
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(
-            f"The output folder does not exist: {folder!r}. Received: path={path!r}"
-        )
-    suffix = os.path.splitext(path)[1]
-    if not suffix:
-        raise ValueError(
-            f"path needs an extension naming the format, e.g. .png or .pdf. Received: {path!r}"
-        )
+    path = check_figure_path(path)
     info = zoo.get_info(name)
     distributions = filter_distributions(
         name,
@@ -127,8 +212,7 @@ def plot_filter_distributions(
         filters=filters,
     )
     unit = _UNIT_LABELS.get(info.family, "Layer")
-    figure = Figure(figsize=(8.5, 4.5))
-    FigureCanvasAgg(figure)
+    figure = new_figure((8.5, 4.5))
     axes = figure.add_subplot()
     markers = "osD^v*"
     for i, (template, values) in enumerate(distributions.items()):
@@ -136,75 +220,12 @@ def plot_filter_distributions(
         label = f"{template.replace('_', ' ')} (F={sum(values):,})"
         axes.plot(xs, values, marker=markers[i % len(markers)], markersize=4, label=label)
     depth = len(next(iter(distributions.values())))
-    axes.set_xlabel(f"{unit} index")
-    axes.set_ylabel("Filters")
     title = f"{info.name}: filters per {unit.lower()} by template"
     if width_multiplier != 1:
         title += f" (width x{width_multiplier:g})"
-    axes.set_title(title)
+    style_axes(axes, f"{unit} index", "Filters", title=title, legend=False)
     axes.set_xticks(range(1, depth + 1) if depth <= 32 else axes.get_xticks())
     axes.set_xlim(0.5, depth + 0.5)
     axes.set_ylim(bottom=0)
-    axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.tight_layout()
-    # Write to a temporary file first so a failure leaves no partial figure.
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp{suffix}")
-    try:
-        figure.savefig(tmp, dpi=dpi, format=suffix[1:].lower(), bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(error, OSError):
-            reason = error.strerror or str(error)
-            raise OSError(f"Cannot write the figure to {path!r}: {reason}") from None
-        raise
-    return path
-
-
-def _run_plot_filters(args):
-    from kerascnn import cli
-
-    kwargs = cli.model_kwargs(args)
-    templates = None
-    if args.templates is not None:
-        templates = [t for t in args.templates.split(",") if t.strip()]
-    path = plot_filter_distributions(
-        args.model,
-        args.output,
-        templates=templates,
-        input_shape=kwargs["input_shape"],
-        variant=kwargs["variant"],
-        width_multiplier=kwargs["width_multiplier"],
-        stages=kwargs.get("stages"),
-        filters=kwargs.get("filters"),
-    )
-    print(f"Saved {path}")
-    return 0
-
-
-def add_plot_filters_parser(subparsers):
-    """Adds `kerascnn plot-filters`: filters per layer for every template."""
-    from kerascnn import cli
-
-    parser = subparsers.add_parser(
-        "plot-filters",
-        help="plot filters per layer for the base distribution and every template",
-        description=(
-            "Draws filters per layer (per block for ResNet/Inception) of a zoo "
-            "model for the base distribution and every filter template "
-            "(the filter-template paper's Figure 2)."
-        ),
-    )
-    cli.add_model_arguments(parser, classes=False, template=False)
-    parser.add_argument("-o", "--output", required=True, help="output image, e.g. filters.png")
-    parser.add_argument(
-        "--templates",
-        default=None,
-        metavar="T,T,...",
-        help="comma-separated templates to draw (default: all)",
-    )
-    # Specs only: no model is built or loaded, so no TensorFlow import.
-    parser.set_defaults(func=_run_plot_filters, registration=False)
-    return parser
+    return save_figure(figure, path, dpi=dpi, bbox_inches="tight")

@@ -1,4 +1,4 @@
-"""`kerascnn plot-stability`: the paper's Figure 5 from training logs.
+"""Stability logs: the paper's Figure 5 from training logs (`kerascnn plot-stability`).
 
 Reads the per-epoch `stability/<layer>` values that `StabilityStopping` adds
 to the epoch logs, from either a TensorBoard log directory (keras'
@@ -27,6 +27,8 @@ import glob
 import json
 import math
 import os
+
+from kerascnn.observe import plots
 
 _PREFIXES = ("epoch_stability/", "stability/")
 #: The rule's parameters, in the order of `plot_stability`'s arguments.
@@ -180,11 +182,6 @@ def plot_stability(
         source: where the rule came from (named in the title), e.g. a
             `report.json` path. Defaults to None (not named).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from kerascnn.callbacks.stability_stopping import stability_stop_epoch
 
     defaults = paper_rule()
@@ -199,15 +196,14 @@ def plot_stability(
     stop = stability_stop_epoch(history, decimals, patience, start_from_epoch)
     cols = min(3, len(layers))
     rows = math.ceil(len(layers) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    fig = plots.new_figure((4 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     epochs = list(range(1, n_epochs + 1))
     for ax, layer in zip(axes.ravel(), layers):
         ax.plot(epochs, series[layer][:n_epochs], marker=".", linewidth=1)
         if stop is not None:
             ax.axvline(stop + 1, color="red", linestyle="--", linewidth=1)
-        ax.set_title(layer, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("μ (mean std)")
+        plots.style_axes(ax, "epoch", "μ (mean std)", title=layer, title_size=9)
     for ax in axes.ravel()[len(layers) :]:
         ax.axis("off")
     title = "Layer stability μ per epoch"
@@ -222,75 +218,8 @@ def plot_stability(
         else f" (rule {rule} did not fire)"
     )
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise ValueError(f"Output directory does not exist. Received: output={output!r}")
-    fig.savefig(output, dpi=120)
-    plt.close(fig)
+    plots.save_figure(fig, output, dpi=120)
     return stop
-
-
-def _run(args):
-    series = read_stability(args.logdir)
-    rule, source = resolve_rule(args.logdir, args.decimals, args.patience, args.start_from_epoch)
-    stop = plot_stability(series, args.output, source=source, **rule)
-    where = f"stop at epoch {stop + 1}" if stop is not None else "no stop"
-    rule_text = f"r={rule['decimals']}, patience={rule['patience']}"
-    if rule["start_from_epoch"]:
-        rule_text += f", from epoch {rule['start_from_epoch'] + 1}"
-    origin = f"recorded in {source}" if source else "paper's defaults / options"
-    print(f"Wrote {args.output} ({len(series)} layers, {where}; rule {rule_text}, {origin}).")
-    return 0
-
-
-def add_plot_stability_parser(subparsers):
-    """Registers `plot-stability LOGDIR -o x.png` on an argparse subparsers object."""
-    parser = subparsers.add_parser(
-        "plot-stability",
-        help="plot per-layer stability μ over epochs (the paper's Figure 5)",
-        description=__doc__.splitlines()[0],
-    )
-    parser.add_argument(
-        "logdir", help="a kerascnn train run directory, TensorBoard log directory or CSVLogger file"
-    )
-    parser.add_argument("-o", "--output", default="stability.png", help="output image")
-    recorded = "default: the run's recorded rule, else"
-    parser.add_argument(
-        "--decimals", type=_non_negative_int, default=None, help=f"rounding r ({recorded} 2)"
-    )
-    parser.add_argument(
-        "--patience", type=_positive_int, default=None, help=f"patience ({recorded} 3)"
-    )
-    parser.add_argument(
-        "--start-from-epoch",
-        type=_non_negative_int,
-        default=None,
-        help=f"first 0-based epoch the rule considers ({recorded} 0)",
-    )
-    parser.set_defaults(func=_run, registration=False)
-    return parser
-
-
-def _non_negative_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0. Received: {text!r}")
-    return value
-
-
-def _positive_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1. Received: {text!r}")
-    return value

@@ -73,12 +73,12 @@ def sam_train_step(model, data, rho=0.05, epsilon=1e-12):
     Returns:
         The metric results, as `keras.Model.train_step` returns them.
     """
+    import keras
     import tensorflow as tf
-    from keras.src import tree
-    from keras.src.losses import loss as loss_module
-    from keras.src.trainers.data_adapters import data_adapter_utils
 
-    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    from kerascnn._keras_compat import unpack_x_y_sample_weight, unscale_loss_for_distribution
+
+    x, y, sample_weight = unpack_x_y_sample_weight(data)
     trainable = list(model.trainable_variables)
     if not trainable:
         raise ValueError("SAM needs trainable weights; the model has none.")
@@ -95,8 +95,8 @@ def sam_train_step(model, data, rho=0.05, epsilon=1e-12):
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
         )
         model._loss_tracker.update_state(
-            loss_module.unscale_loss_for_distribution(loss),
-            sample_weight=tf.shape(next(i for i in tree.flatten(x) if i is not None))[0],
+            unscale_loss_for_distribution(loss),
+            sample_weight=tf.shape(next(i for i in keras.tree.flatten(x) if i is not None))[0],
         )
     grads = tape.gradient(loss, trainable)
 

@@ -39,8 +39,9 @@ from __future__ import annotations
 import dataclasses
 
 from kerascnn import _checks
+from kerascnn.arch.channels import check_groups_overlap
+from kerascnn.arch.naming import unit_prefix
 from kerascnn.arch.spec import ArchSpec
-from kerascnn.builder.model import unit_prefix
 from kerascnn.transforms import rf3d
 
 #: Block name -> pointwise kind of the separable unit.
@@ -98,7 +99,7 @@ def replacement_rule(
     2
     """
     check_kernel(kernel)
-    rf3d.check_groups_overlap(channels, groups, overlap)
+    check_groups_overlap(channels, groups, overlap)
     w0 = 1 + max_blocks * (kernel_size - 1) + 1  # never saturated
     block = block_kernels(kernel, channels, groups, overlap, shuffle, kernel_size)
     last = None
@@ -142,31 +143,16 @@ def _replacement_unit(unit, kernel, groups, overlap, shuffle):
     return dataclasses.replace(unit, kind="separable", options=options)
 
 
-def decompose_with_report(
-    spec,
-    kernel="dw_rpw",
-    groups=2,
-    overlap=0.5,
-    shuffle=True,
-    input_shape=(32, 32, 3),
-    keep_first=True,
-):
-    """Like `decompose`, and also returns a report (a dict) of the checks."""
-    if not isinstance(spec, ArchSpec):
-        raise TypeError(
-            f"spec must be a kerascnn.arch.spec.ArchSpec. Received: {type(spec).__name__}"
-        )
-    check_kernel(kernel)
-    rf3d.check_groups_overlap(None, groups, overlap)
-    _checks.check_bool(shuffle, "shuffle")
-    _checks.check_bool(keep_first, "keep_first")
-    stages = rf3d.split_stages(spec, input_shape)
-    if not any(u.kind == "conv" and u.kernel_size > 1 for _, _, u in spec.units()):
-        raise ValueError(
-            f"The spec has no standard convolution to decompose. Received: spec={spec.name!r}"
-        )
+def _with_units(spec, new_units):
+    """`spec` with the units of every stage replaced by `new_units[stage]`."""
+    stages = tuple(dataclasses.replace(s, units=tuple(u)) for s, u in zip(spec.stages, new_units))
+    return dataclasses.replace(spec, stages=stages)
+
+
+def _replace_convs(spec, stages, kernel, groups, overlap, shuffle, keep_first):
+    """Replaces the standard convolutions: `(new_units, replaced, rules)`."""
     new_units = [list(s.units) for s in spec.stages]
-    replaced = []  # (3DRF stage, si, ui)
+    replaced = []  # (3DRF stage, si, ui, name)
     rules = {}
     first_conv = True
     for index, (_, _, units) in enumerate(stages):
@@ -191,14 +177,13 @@ def decompose_with_report(
                     )
             new_units[si][ui] = _replacement_unit(unit, kernel, groups, overlap, shuffle)
             replaced.append((index, si, ui, name))
-    candidate = dataclasses.replace(
-        spec,
-        stages=tuple(
-            dataclasses.replace(s, units=tuple(u)) for s, u in zip(spec.stages, new_units)
-        ),
-    )
+    return new_units, replaced, rules
+
+
+def _quality_checks(spec, new_units, replaced, input_shape):
+    """Checks every 3DRF stage; falls back to DW+PW where the 3DRF shrank (in place)."""
     before = rf3d.analyze(spec, input_shape)
-    after = rf3d.analyze(candidate, input_shape)
+    after = rf3d.analyze(_with_units(spec, new_units), input_shape)
     checks = []
     for b, a in zip(before, after):
         ok = a.rows[-1].rf >= b.rows[-1].rf
@@ -209,22 +194,45 @@ def decompose_with_report(
             "quality": ok,
             "fallback": None,
         }
-        if not ok:
-            last = [r for r in replaced if r[0] == b.index]
-            if last:
-                _, si, ui, name = last[-1]
-                unit = new_units[si][ui]
-                new_units[si][ui] = unit.with_options(
-                    pointwise=None, groups=None, overlap=None, shuffle=None
-                )
-                entry["fallback"] = f"{name}: DW+PW"
+        last = [r for r in replaced if r[0] == b.index]
+        if not ok and last:
+            _, si, ui, name = last[-1]
+            new_units[si][ui] = new_units[si][ui].with_options(
+                pointwise=None, groups=None, overlap=None, shuffle=None
+            )
+            entry["fallback"] = f"{name}: DW+PW"
         checks.append(entry)
-    result = dataclasses.replace(
-        spec,
-        stages=tuple(
-            dataclasses.replace(s, units=tuple(u)) for s, u in zip(spec.stages, new_units)
-        ),
+    return checks
+
+
+def decompose_with_report(
+    spec,
+    kernel="dw_rpw",
+    groups=2,
+    overlap=0.5,
+    shuffle=True,
+    input_shape=(32, 32, 3),
+    keep_first=True,
+):
+    """Like `decompose`, and also returns a report (a dict) of the checks."""
+    if not isinstance(spec, ArchSpec):
+        raise TypeError(
+            f"spec must be a kerascnn.arch.spec.ArchSpec. Received: {type(spec).__name__}"
+        )
+    check_kernel(kernel)
+    check_groups_overlap(None, groups, overlap)
+    _checks.check_bool(shuffle, "shuffle")
+    _checks.check_bool(keep_first, "keep_first")
+    stages = rf3d.split_stages(spec, input_shape)
+    if not any(u.kind == "conv" and u.kernel_size > 1 for _, _, u in spec.units()):
+        raise ValueError(
+            f"The spec has no standard convolution to decompose. Received: spec={spec.name!r}"
+        )
+    new_units, replaced, rules = _replace_convs(
+        spec, stages, kernel, groups, overlap, shuffle, keep_first
     )
+    checks = _quality_checks(spec, new_units, replaced, input_shape)
+    result = _with_units(spec, new_units)
     final = rf3d.analyze(result, input_shape)
     for entry, f in zip(checks, final):
         entry["rf_final"] = f.rows[-1].rf

@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from kerascnn.builder.model import unit_prefix
+from kerascnn.arch.naming import unit_prefix
 from kerascnn.transforms import rf3d
 
 RULES = ("saturated", "paper")
@@ -76,13 +76,13 @@ class Step:
 
     step: int
     action: str  # "move", "remove" or "stop"
-    unit: str | None
-    source: int | None  # 3DRF stage (1-based)
-    target: int | None
-    delta_min: float | None
-    delta_max: float | None
-    candidates: dict  # target stage (1-based) -> gain of the appended unit
-    depths: tuple  # body depths after the step
+    unit: str | None = None
+    source: int | None = None  # 3DRF stage (1-based)
+    target: int | None = None
+    delta_min: float | None = None
+    delta_max: float | None = None
+    candidates: dict = dataclasses.field(default_factory=dict)  # target (1-based) -> gain
+    depths: tuple = ()  # body depths after the step
     reason: str = ""
 
     def to_dict(self):
@@ -171,6 +171,84 @@ def _append(spec, stage_info, unit):
     return _replace_units(spec, si, units), (si, ui + 1)
 
 
+def _source(current, stages, tie_break):
+    """The movable last unit with the smallest gain: `(gain, 3DRF stage index, info)`."""
+    sources = []
+    for info in stages:
+        si, ui, unit = info.units[-1]
+        if info.last_gain is not None and _movable(current, si, ui, unit):
+            sources.append((info.last_gain, info.index, info))
+    if not sources:
+        return None
+    d_min = min(s[0] for s in sources)
+    tied = [s for s in sources if s[0] == d_min]
+    return tied[-1] if tie_break == "last" else tied[0]
+
+
+def _candidates(current, stages, src_index, unit, input_shape, alpha):
+    """Gain of `unit` appended to every other non-stem stage: `{stage (1-based): gain}`."""
+    candidates = {}
+    for info in stages:
+        if info.index == src_index:
+            continue
+        if current.stages[info.units[-1][0]].name.startswith("stem"):
+            continue
+        trial, _ = _append(current, info, unit)
+        trial_info = rf3d.analyze(trial, input_shape, alpha)[info.index]
+        candidates[info.index + 1] = trial_info.rows[len(info.rows)].gain
+    return candidates
+
+
+def _decide(rule, d_min, d_max, theta):
+    """`(action, reason)` of one step under `rule` (see the module docstring)."""
+    if rule == "saturated":
+        if d_min >= theta:
+            return "stop", f"D_min={d_min:.4f} >= theta={theta}"
+        if d_max > theta and d_max > d_min:
+            return "move", ""
+        return "remove", ""
+    if d_max > d_min and d_max > theta:
+        return "move", ""
+    if d_max < theta and d_min < theta:
+        return "remove", ""
+    return "stop", f"D_min={d_min:.4f} >= D'_max={d_max:.4f} (no case applies)"
+
+
+def _step(number, current, stages, theta, alpha, input_shape, rule, tie_break):
+    """One iteration of the organizer: `(Step, new spec or None, best target stage)`."""
+    source = _source(current, stages, tie_break)
+    if source is None:
+        depths = body_depths(current)
+        return Step(number, "stop", depths=depths, reason="no movable unit"), None, None
+    d_min, src_index, src = source
+    si, ui, unit = src.units[-1]
+    candidates = _candidates(current, stages, src_index, unit, input_shape, alpha)
+    if candidates:
+        target = max(candidates, key=lambda k: candidates[k])
+        d_max = candidates[target]
+    else:
+        target, d_max = None, -math.inf
+    action, reason = _decide(rule, d_min, d_max, theta)
+    step = Step(
+        number,
+        action,
+        unit=unit_prefix(current.stages[si], ui, unit),
+        source=src_index + 1,
+        target=target if action == "move" else None,
+        delta_min=d_min,
+        delta_max=d_max,
+        candidates=candidates,
+        depths=body_depths(current),
+        reason=reason,
+    )
+    if action == "stop":
+        return step, None, target
+    new = _remove(current, si, ui)
+    if action == "move":
+        new, _ = _append(new, rf3d.analyze(new, input_shape, alpha)[target - 1], unit)
+    return dataclasses.replace(step, depths=body_depths(new)), new, target
+
+
 def organize(
     spec,
     theta=0.0,
@@ -216,116 +294,21 @@ def organize(
     seen = {body_depths(spec)}
     current, stages = spec, before
     for number in range(1, max_steps + 1):
-        # 1. Source: the movable last unit with the smallest gain.
-        sources = []
-        for info in stages:
-            si, ui, unit = info.units[-1]
-            if info.last_gain is not None and _movable(current, si, ui, unit):
-                sources.append((info.last_gain, info.index, info))
-        if not sources:
-            steps.append(
-                Step(
-                    number,
-                    "stop",
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    {},
-                    body_depths(current),
-                    "no movable unit",
-                )
-            )
-            break
-        d_min = min(s[0] for s in sources)
-        tied = [s for s in sources if s[0] == d_min]
-        _, src_index, src = tied[-1] if tie_break == "last" else tied[0]
-        si, ui, unit = src.units[-1]
-        name = unit_prefix(current.stages[si], ui, unit)
-        # 2. Target: the stage where the appended unit gains the most.
-        candidates = {}
-        for info in stages:
-            if info.index == src_index:
-                continue
-            tsi = info.units[-1][0]
-            if current.stages[tsi].name.startswith("stem"):
-                continue
-            trial, (psi, pui) = _append(current, info, unit)
-            trial_info = rf3d.analyze(trial, input_shape, alpha)[info.index]
-            candidates[info.index + 1] = trial_info.rows[len(info.rows)].gain
-        if candidates:
-            target = max(candidates, key=lambda k: candidates[k])
-            d_max = candidates[target]
-        else:
-            target, d_max = None, -math.inf
-        # 3. Decide.
-        if rule == "saturated":
-            if d_min >= theta:
-                action, reason = "stop", f"D_min={d_min:.4f} >= theta={theta}"
-            elif d_max > theta and d_max > d_min:
-                action, reason = "move", ""
-            else:
-                action, reason = "remove", ""
-        else:
-            if d_max > d_min and d_max > theta:
-                action, reason = "move", ""
-            elif d_max < theta and d_min < theta:
-                action, reason = "remove", ""
-            else:
-                action = "stop"
-                reason = f"D_min={d_min:.4f} >= D'_max={d_max:.4f} (no case applies)"
-        if action == "stop":
-            steps.append(
-                Step(
-                    number,
-                    "stop",
-                    name,
-                    src_index + 1,
-                    None,
-                    d_min,
-                    d_max,
-                    candidates,
-                    body_depths(current),
-                    reason,
-                )
-            )
-            break
-        new = _remove(current, si, ui)
-        if action == "move":
-            new_stages = rf3d.analyze(new, input_shape, alpha)
-            new, _ = _append(new, new_stages[target - 1], unit)
-        depths = body_depths(new)
-        if depths in seen:
-            steps.append(
-                Step(
-                    number,
-                    "stop",
-                    name,
-                    src_index + 1,
-                    target,
-                    d_min,
-                    d_max,
-                    candidates,
-                    body_depths(current),
-                    f"layout {list(depths)} would repeat",
-                )
-            )
-            break
-        seen.add(depths)
-        steps.append(
-            Step(
-                number,
-                action,
-                name,
-                src_index + 1,
-                target if action == "move" else None,
-                d_min,
-                d_max,
-                candidates,
-                depths,
-            )
+        step, new, target = _step(
+            number, current, stages, theta, alpha, input_shape, rule, tie_break
         )
+        if step.action != "stop" and step.depths in seen:
+            step = dataclasses.replace(
+                step,
+                action="stop",
+                target=target,
+                depths=body_depths(current),
+                reason=f"layout {list(step.depths)} would repeat",
+            )
+        steps.append(step)
+        if step.action == "stop":
+            break
+        seen.add(step.depths)
         current = new
         stages = rf3d.analyze(current, input_shape, alpha)
     else:
@@ -333,14 +316,8 @@ def organize(
             Step(
                 max_steps + 1,
                 "stop",
-                None,
-                None,
-                None,
-                None,
-                None,
-                {},
-                body_depths(current),
-                f"max_steps={max_steps} reached",
+                depths=body_depths(current),
+                reason=f"max_steps={max_steps} reached",
             )
         )
     return OrganizerResult(current, steps, before, stages, theta, alpha, input_shape, spec)

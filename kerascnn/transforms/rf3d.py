@@ -52,8 +52,10 @@ import math
 
 import numpy as np
 
+from kerascnn.arch.channels import check_groups_overlap, rolling_windows  # noqa: F401
+from kerascnn.arch.geometry import conv_output_size
+from kerascnn.arch.naming import unit_prefix
 from kerascnn.arch.spec import ArchSpec
-from kerascnn.builder.model import unit_prefix
 
 #: Kernel types known to the property function g.
 KERNEL_TYPES = (
@@ -78,42 +80,6 @@ def check_alpha(alpha):
     ):
         raise ValueError(f"alpha must be a finite number > 0. Received: alpha={alpha!r}")
     return float(alpha)
-
-
-def check_groups_overlap(channels, groups, overlap=0.0, what="channels"):
-    """Validates `groups` (divides `channels`) and `overlap` (in [0, 1))."""
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be a positive integer. Received: groups={groups!r}")
-    if channels is not None and channels % groups:
-        raise ValueError(
-            f"groups must divide the number of {what}. Received: groups={groups} "
-            f"for {channels} {what}"
-        )
-    if (
-        isinstance(overlap, bool)
-        or not isinstance(overlap, (int, float))
-        or not 0.0 <= overlap < 1.0
-    ):
-        raise ValueError(f"overlap must be in [0, 1). Received: overlap={overlap!r}")
-
-
-def rolling_windows(in_channels, filters, groups, overlap):
-    """The input channels of every filter of a rolling-pointwise convolution.
-
-    Filter `f` reads the `W = in_channels / groups` channels
-    `(f * s + j) mod in_channels` for `j = 0..W-1`, where the stride between
-    adjacent filters is `s = W - floor(overlap * W)` (Listing 2 of the paper:
-    adjacent filters share `floor(overlap * W)` channels and windows wrap
-    around the channel axis).
-
-    Returns:
-        An int array of shape `(filters, W)`.
-    """
-    check_groups_overlap(in_channels, groups, overlap, "input channels")
-    width = in_channels // groups
-    stride = width - int(math.floor(overlap * width))
-    starts = (np.arange(filters) * stride) % in_channels
-    return (starts[:, None] + np.arange(width)[None, :]) % in_channels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,12 +387,6 @@ def _check_input_shape(input_shape):
     return tuple(input_shape)
 
 
-def _spatial(size, kernel, stride, padding):
-    if padding == "same":
-        return math.ceil(size / stride)
-    return (size - kernel) // stride + 1
-
-
 def split_stages(spec, input_shape=(32, 32, 3)):
     """Splits a spec into 3DRF stages.
 
@@ -446,7 +406,7 @@ def split_stages(spec, input_shape=(32, 32, 3)):
     for si, stage in enumerate(spec.stages):
         for ui, unit in enumerate(stage.units):
             padding = unit.option("padding", "same")
-            out_size = _spatial(size, unit.kernel_size, unit.strides, padding)
+            out_size = conv_output_size(size, unit.kernel_size, unit.strides, padding)
             if current is None or unit.strides >= 2:
                 current = [out_size, channels, []]
                 stages.append(current)
@@ -457,7 +417,7 @@ def split_stages(spec, input_shape=(32, 32, 3)):
                     f"Input too small for {spec.name!r}. Received: input_shape={input_shape!r}"
                 )
         if stage.pool is not None:
-            size = _spatial(
+            size = conv_output_size(
                 size,
                 stage.pool_size,
                 stage.pool_strides or stage.pool_size,

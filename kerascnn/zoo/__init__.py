@@ -9,12 +9,16 @@ stage, e.g. `stages=(5, 5, 4, 2)` for a ResNet) and `variant` (`"cifar"`,
 `"imagenet"` or `"auto"`: ImageNet stem and head when the input is at least
 112 pixels on its smaller side).
 
-The order of operations is: base spec of the variant -> `stages` ->
-`filters` -> `template` -> `width_multiplier` -> Keras model.
+Models are registered as data by their family files
+(`kerascnn.zoo._registry.register_model`). The order of operations is: base
+spec of the variant -> `kerascnn.transforms.pipeline.transform` (`stages` ->
+`filters` -> `template` -> `width_multiplier` -> `kernel`) -> Keras model
+(`kerascnn.builder.build_model`, imported on first build so that listing the
+zoo does not import TensorFlow).
 
 Every argument is checked before any work (a `ValueError`/`TypeError` naming
 it and the received value). Sizes are estimated from the spec before any
-layer exists (`kerascnn.builder.estimate_cost`): a model above `max_params`
+layer exists (`kerascnn.arch.geometry.estimate_cost`): a model above `max_params`
 (default 2e9 parameters, or the `KERASCNN_MAX_PARAMS` environment variable),
 above `max_units` layers/blocks (default 2,000, or `KERASCNN_MAX_UNITS`;
 checked before `stages` is even expanded) or above 16 GiB of activations per
@@ -34,112 +38,18 @@ True
 
 from __future__ import annotations
 
-import dataclasses
-import functools
+import inspect
 
-from kerascnn import _checks
-from kerascnn.builder.model import (
-    _check_build_args,
-    _check_technique_args,
-    build_model,
-    check_classes,
-    check_depth,
-    check_pooling,
-    with_gap_head,
-)
 from kerascnn.transforms import templates as _templates
-from kerascnn.zoo import compact, inception_v1, mobilenet_v1, resnet, vgg
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    """Registry entry of a zoo model."""
-
-    name: str
-    family: str
-    spec_fn: object  # (variant) -> ArchSpec
-    description: str
-    variants: tuple = ("cifar", "imagenet")
-    default_input_shape: tuple = (32, 32, 3)
-
-
-_REGISTRY: dict[str, ModelInfo] = {}
-_ALIASES = {"googlenet": "inception", "mobilenet_v1": "mobilenet", "inception_v1": "inception"}
-
-
-def _register(info):
-    _REGISTRY[info.name] = info
-
-
-for _name in vgg.VGG_CONFIGS:
-    for _bn in (False, True):
-        _register(
-            ModelInfo(
-                name=_name + ("_bn" if _bn else ""),
-                family="vgg",
-                spec_fn=functools.partial(
-                    lambda variant, n, b: vgg.vgg_spec(n, variant, batch_norm=b),
-                    n=_name,
-                    b=_bn,
-                ),
-                description=f"VGG-{_name[3:]}" + (" with batch norm" if _bn else ""),
-            )
-        )
-for _name in resnet.RESNET_CONFIGS:
-    _register(
-        ModelInfo(
-            name=_name,
-            family="resnet",
-            spec_fn=functools.partial(lambda variant, n: resnet.resnet_spec(n, variant), n=_name),
-            description=f"ResNet-{_name[6:]} ({resnet.RESNET_CONFIGS[_name][0]} blocks)",
-        )
-    )
-_register(
-    ModelInfo(
-        name="inception",
-        family="inception",
-        spec_fn=lambda variant: inception_v1.inception_spec("inception", variant),
-        description="Inception v1 (GoogLeNet) with batch norm",
-    )
+from kerascnn.transforms.pipeline import check_kernel_args, transform
+from kerascnn.zoo import compact, inception_v1, mobilenet_v1, resnet, vgg  # noqa: F401 (registration)
+from kerascnn.zoo._registry import (
+    ModelInfo,
+    get_info,
+    list_models,
+    register_model,
+    registered_names,
 )
-_register(
-    ModelInfo(
-        name="mobilenet",
-        family="mobilenet",
-        spec_fn=lambda variant: mobilenet_v1.mobilenet_spec("mobilenet", variant),
-        description="MobileNet v1",
-    )
-)
-for _name in compact.PAPER_PARAMS:
-    _register(
-        ModelInfo(
-            name=_name,
-            family="compact",
-            spec_fn=functools.partial(lambda variant, n: compact.compact_spec(n), n=_name),
-            description=(
-                f"efficient-CNN paper's {'MNIST' if 'mnist' in _name else 'CIFAR-10'} "
-                f"GAP net, {compact.PAPER_PARAMS[_name]:,} parameters"
-            ),
-            variants=("cifar",),
-            default_input_shape=(28, 28, 1) if "mnist" in _name else (32, 32, 3),
-        )
-    )
-
-
-def list_models(family=None):
-    """Returns the sorted names of the zoo models (optionally of one family)."""
-    return sorted(n for n, info in _REGISTRY.items() if family in (None, info.family))
-
-
-def get_info(name):
-    """Returns the `ModelInfo` of `name`, or raises a ValueError listing the models."""
-    if not isinstance(name, str):
-        raise TypeError(f"Model name must be a string. Received: {name!r}")
-    key = name.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in _REGISTRY:
-        raise ValueError(f"Unknown model. Expected one of {list_models()}. Received: name={name!r}")
-    return _REGISTRY[key]
 
 
 def resolve_variant(info, variant, input_shape):
@@ -157,23 +67,6 @@ def resolve_variant(info, variant, input_shape):
             f"Received: variant={variant!r}"
         )
     return variant
-
-
-def _check_kernel_args(kernel_groups, kernel_overlap):
-    _checks.check_positive_int(kernel_groups, "kernel_groups")
-    _checks.check_fraction(kernel_overlap, "kernel_overlap")
-
-
-def _check_stages_size(spec, stages, max_units):
-    """Refuses a huge `stages` before the spec is expanded (which is O(units))."""
-    try:
-        depths = [int(d) for d in stages if _checks._is_int(d)]
-    except TypeError:
-        return  # not iterable: `with_depths` raises the standard message
-    stems = sum(len(s.units) for s in spec.stages) - sum(
-        len(spec.stages[i].units) for i in spec.body_stage_indices()
-    )
-    check_depth(stems + sum(d for d in depths if d > 0), max_units, value=stages)
 
 
 def _budget_culprit(width_multiplier, filters, stages, input_shape, classes):
@@ -202,8 +95,17 @@ def get_spec(
     kernel_groups=2,
     kernel_overlap=0.5,
     max_units=None,
+    organize=False,
+    theta=0.0,
+    alpha=3.0,
+    rule="saturated",
 ):
     """Returns the final `ArchSpec` of a zoo model (what `build` would build).
+
+    The options go through the one transform pipeline,
+    `kerascnn.transforms.pipeline.transform` (stages -> filters -> organize
+    -> template -> width multiplier -> kernel), as in `kerascnn train`, the
+    tuner and `kerascnn optimize`.
 
     Args:
         name: a name from `list_models()`.
@@ -221,36 +123,75 @@ def get_spec(
         max_units: refuse `stages` asking for more layers/blocks than this
             (checked before the spec is expanded). None (default) reads the
             `KERASCNN_MAX_UNITS` environment variable, else 2,000.
+        organize: reorganize the stages with the 3DRF stage organizer at
+            `input_shape`. Defaults to False.
+        theta: the organizer's threshold. Defaults to 0.0.
+        alpha: the organizer's alpha. Defaults to 3.0.
+        rule: the organizer's rule, `"saturated"` or `"paper"`. Defaults to
+            `"saturated"`.
+
+    Example:
+
+    >>> spec = get_spec("mobilenet", input_shape=(32, 32, 3), organize=True, theta=0.1)
+    >>> [len(stage.units) for stage in spec.stages]
+    [1, 4, 4, 2, 2, 1]
     """
     info = get_info(name)
     variant = resolve_variant(info, variant, input_shape)
-    template = _templates.canonical_template(template)
-    _templates.check_width_multiplier(width_multiplier)
-    if kernel is not None or kernel_groups != 2 or kernel_overlap != 0.5:
-        _check_kernel_args(kernel_groups, kernel_overlap)
-    spec = info.spec_fn(variant)
-    if stages is not None:
-        _check_stages_size(spec, stages, max_units)
-        spec = spec.with_depths(stages)
-    if filters is not None:
-        if isinstance(filters, (str, bytes)) or not hasattr(filters, "__iter__"):
-            raise ValueError(
-                "filters must be a list of positive integers, one per layer or "
-                f"block. Received: filters={filters!r}"
-            )
-        spec = spec.with_filters(list(filters))
-    spec = _templates.apply_template(spec, template, width_multiplier)
-    if kernel is not None:
-        from kerascnn.transforms import decomposer
+    return transform(
+        info.spec_fn(variant),
+        stages=stages,
+        filters=filters,
+        template=template,
+        width_multiplier=width_multiplier,
+        kernel=kernel,
+        kernel_groups=kernel_groups,
+        kernel_overlap=kernel_overlap,
+        input_shape=input_shape or info.default_input_shape,
+        max_units=max_units,
+        organize=organize,
+        theta=theta,
+        alpha=alpha,
+        rule=rule,
+    )
 
-        spec = decomposer.decompose(
-            spec,
-            kernel,
-            groups=kernel_groups,
-            overlap=kernel_overlap,
-            input_shape=tuple(input_shape or info.default_input_shape),
-        )
-    return spec
+
+_TECHNIQUE_KWARGS = (
+    "blurpool_min_channels",
+    "blur_first",
+    "se_min_channels",
+    "se_latent_channels",
+    "max_params",
+)
+
+
+def _pop_extra_kwargs(info, head, kwargs):
+    """Takes `build`'s extra keyword arguments: `(alpha, technique kwargs, max_units)`."""
+    alpha = kwargs.pop("alpha", None)
+    technique_kwargs = {key: kwargs.pop(key) for key in _TECHNIQUE_KWARGS if key in kwargs}
+    max_units = kwargs.pop("max_units", None)
+    if head not in (None, "gap"):
+        raise ValueError(f"head must be None or 'gap'. Received: head={head!r}")
+    if kwargs:
+        raise TypeError(f"Unexpected keyword arguments for {info.name!r}: {sorted(kwargs)}")
+    return alpha, technique_kwargs, max_units
+
+
+def _resolve_input(info, variant, input_tensor, input_shape):
+    """The variant and the input shape (the variant's default when none is given)."""
+    if input_tensor is not None:
+        shape_hint = tuple(input_tensor.shape[1:])
+    else:
+        if input_shape is not None and not isinstance(input_shape, (tuple, list)):
+            raise ValueError(
+                "input_shape must be a tuple (height, width, channels). "
+                f"Received: input_shape={input_shape!r}"
+            )
+        shape_hint = input_shape
+    variant = resolve_variant(info, variant, shape_hint)
+    if input_tensor is None and input_shape is None:
+        input_shape = (224, 224, 3) if variant == "imagenet" else info.default_input_shape
+    return variant, input_shape
 
 
 def build(
@@ -321,27 +262,13 @@ def build(
     Returns:
         A `keras.Model`.
     """
+    from kerascnn.builder import model as _model  # Keras loads on the first build only
+
     info = get_info(model_name)
-    alpha = kwargs.pop("alpha", None)
-    technique_kwargs = {
-        key: kwargs.pop(key)
-        for key in (
-            "blurpool_min_channels",
-            "blur_first",
-            "se_min_channels",
-            "se_latent_channels",
-            "max_params",
-        )
-        if key in kwargs
-    }
-    max_units = kwargs.pop("max_units", None)
-    if head not in (None, "gap"):
-        raise ValueError(f"head must be None or 'gap'. Received: head={head!r}")
-    if kwargs:
-        raise TypeError(f"Unexpected keyword arguments for {info.name!r}: {sorted(kwargs)}")
+    alpha, technique_kwargs, max_units = _pop_extra_kwargs(info, head, kwargs)
     # Cheap checks of every argument first, before any spec work.
-    _check_build_args(include_top, name, input_tensor, classifier_activation)
-    _check_technique_args(
+    _model.check_build_args(include_top, name, input_tensor, classifier_activation)
+    _model.check_technique_args(
         blurpool,
         squeeze_excite,
         technique_kwargs.get("blurpool_min_channels", 16),
@@ -349,26 +276,15 @@ def build(
         technique_kwargs.get("blur_first", True),
         technique_kwargs.get("se_latent_channels", 64),
     )
-    check_pooling(pooling)
+    _model.check_pooling(pooling)
     if include_top:
-        check_classes(classes)
-    _check_kernel_args(kernel_groups, kernel_overlap)
+        _model.check_classes(classes)
+    check_kernel_args(kernel_groups, kernel_overlap)
     _templates.check_width_multiplier(width_multiplier)
     if alpha is not None:
         _templates.check_width_multiplier(alpha, "alpha")
         width_multiplier = width_multiplier * alpha
-    if input_tensor is not None:
-        shape_hint = tuple(input_tensor.shape[1:])
-    else:
-        if input_shape is not None and not isinstance(input_shape, (tuple, list)):
-            raise ValueError(
-                "input_shape must be a tuple (height, width, channels). "
-                f"Received: input_shape={input_shape!r}"
-            )
-        shape_hint = input_shape
-    variant = resolve_variant(info, variant, shape_hint)
-    if input_tensor is None and input_shape is None:
-        input_shape = (224, 224, 3) if variant == "imagenet" else info.default_input_shape
+    variant, input_shape = _resolve_input(info, variant, input_tensor, input_shape)
     spec = get_spec(
         info.name,
         input_shape=input_shape,
@@ -383,9 +299,9 @@ def build(
         max_units=max_units,
     )
     if head == "gap":
-        spec = with_gap_head(spec)
+        spec = _model.with_gap_head(spec)
     culprit = _budget_culprit(width_multiplier, filters, stages, input_shape, classes)
-    return build_model(
+    return _model.build_model(
         spec,
         include_top=include_top,
         weights=weights,
@@ -404,55 +320,13 @@ def build(
 
 
 def _make_builder(model_name):
-    info = _REGISTRY[model_name]
+    info = get_info(model_name)
 
-    def builder(
-        *,
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=10,
-        classifier_activation="softmax",
-        name=None,
-        template="base",
-        width_multiplier=1.0,
-        filters=None,
-        stages=None,
-        variant="auto",
-        blurpool=False,
-        squeeze_excite=False,
-        head=None,
-        kernel=None,
-        kernel_groups=2,
-        kernel_overlap=0.5,
-        **kwargs,
-    ):
-        return build(
-            model_name,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            template=template,
-            width_multiplier=width_multiplier,
-            filters=filters,
-            stages=stages,
-            variant=variant,
-            blurpool=blurpool,
-            squeeze_excite=squeeze_excite,
-            head=head,
-            kernel=kernel,
-            kernel_groups=kernel_groups,
-            kernel_overlap=kernel_overlap,
-            **kwargs,
-        )
+    def builder(**kwargs):
+        return build(model_name, **kwargs)
 
+    signature = inspect.signature(build)
+    builder.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
     builder.__name__ = builder.__qualname__ = model_name
     builder.__doc__ = f"""Builds {info.description}.
 
@@ -488,7 +362,14 @@ def _make_builder(model_name):
     return builder
 
 
-for _name in list(_REGISTRY):
+for _name in registered_names():
     globals()[_name] = _make_builder(_name)
 
-__all__ = ["build", "get_spec", "get_info", "list_models", "ModelInfo"] + list(_REGISTRY)
+__all__ = [
+    "build",
+    "get_spec",
+    "get_info",
+    "list_models",
+    "register_model",
+    "ModelInfo",
+] + registered_names()

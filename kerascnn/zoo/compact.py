@@ -2,7 +2,7 @@
 
 "Efficient CNN: nuts and bolts" (`../shared/papers/efficient-cnn-techniques_nuts-and-bolts.txt`),
 Tables 1 (MNIST) and 2 (CIFAR-10). The paper lists the layers; its parameter
-counts pin the rest down exactly (checked in `tests/test_zoo.py`):
+counts pin the rest down exactly (checked in `tests/zoo/test_zoo.py`):
 
 - every 3x3 convolution is followed by BatchNorm and ReLU; the 1x1
   transition blocks ("TB") have neither BatchNorm nor bias;
@@ -19,7 +19,10 @@ exactly the paper's 25,144 / 7,767 / 7,611 / 5,712 / 5,616 / 1,560 and
 "same" everywhere so that the 28x28 MNIST nets never run out of pixels.
 """
 
+import functools
+
 from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.zoo._registry import register_model
 
 #: Published trainable-parameter counts (Tables 1 and 2 of the paper).
 PAPER_PARAMS = {
@@ -82,3 +85,16 @@ def compact_spec(name):
             units.append(Unit("conv", width, 1, options=transition))
     stages.append(Stage(f"stage{len(stages) + 1}", tuple(units)))
     return ArchSpec(name=name, family="compact", stages=tuple(stages), head=Head("gap_conv1x1"))
+
+
+for _name, _params in PAPER_PARAMS.items():
+    register_model(
+        _name,
+        family="compact",
+        description=(
+            f"efficient-CNN paper's {'MNIST' if 'mnist' in _name else 'CIFAR-10'} "
+            f"GAP net, {_params:,} parameters"
+        ),
+        variants=("cifar",),
+        default_input_shape=(28, 28, 1) if "mnist" in _name else (32, 32, 3),
+    )(functools.partial(lambda variant, n: compact_spec(n), n=_name))

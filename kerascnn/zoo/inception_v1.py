@@ -9,6 +9,7 @@ its branches scale proportionally.
 """
 
 from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.zoo._registry import register_model
 
 #: Module filters: (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection).
 MODULES = (
@@ -64,3 +65,9 @@ def inception_spec(name="inception", variant="cifar"):
         stages.append(Stage(f"stage{i + 1}", units, **stage_pool))
     head = Head("gap_dense", dropout=0.4 if variant == "imagenet" else 0.0)
     return ArchSpec(name=name, family="inception", stages=tuple(stages), head=head)
+
+
+@register_model(family="inception", description="Inception v1 (GoogLeNet) with batch norm")
+def inception(variant="cifar"):
+    """Base spec of Inception v1 (GoogLeNet)."""
+    return inception_spec("inception", variant)

@@ -8,6 +8,7 @@ paper: 3.2M parameters at 32x32 with 10 classes).
 """
 
 from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.zoo._registry import register_model
 
 #: (pointwise filters, stride) of the 13 separable units, by stage.
 MOBILENET_STAGES = (
@@ -43,3 +44,9 @@ def mobilenet_spec(name="mobilenet", variant="cifar"):
         )
     head = Head("gap_dense", dropout=1e-3 if variant == "imagenet" else 0.0)
     return ArchSpec(name=name, family="mobilenet", stages=tuple(stages), head=head)
+
+
+@register_model(family="mobilenet", description="MobileNet v1")
+def mobilenet(variant="cifar"):
+    """Base spec of MobileNet v1."""
+    return mobilenet_spec("mobilenet", variant)

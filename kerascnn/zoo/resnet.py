@@ -6,7 +6,10 @@ filter-distribution templates; its filters are the block's width (the
 bottleneck width for ResNet-50 and deeper, whose blocks output 4x that).
 """
 
+import functools
+
 from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.zoo._registry import register_model
 
 RESNET_CONFIGS = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -53,3 +56,9 @@ def resnet_spec(name, variant="cifar"):
         )
         stages.append(Stage(f"stage{i + 1}", units))
     return ArchSpec(name=name, family="resnet", stages=tuple(stages), head=Head("gap_dense"))
+
+
+for _name, (_kind, _depths) in RESNET_CONFIGS.items():
+    register_model(_name, family="resnet", description=f"ResNet-{_name[6:]} ({_kind} blocks)")(
+        functools.partial(lambda variant, n: resnet_spec(n, variant), n=_name)
+    )

@@ -5,7 +5,10 @@ filter-template and 3DRF papers (VGG-19-BN: 20.0M parameters at 32x32, 10
 classes); the ImageNet variant has the two 4096-unit layers.
 """
 
+import functools
+
 from kerascnn.arch.spec import ArchSpec, Head, Stage, Unit
+from kerascnn.zoo._registry import register_model
 
 #: Convolutions per stage and their filters, from the VGG paper's Table 1.
 VGG_CONFIGS = {
@@ -47,3 +50,16 @@ def vgg_spec(name, variant="cifar", batch_norm=True):
     return ArchSpec(
         name=name + ("_bn" if batch_norm else ""), family="vgg", stages=stages, head=head
     )
+
+
+for _name in VGG_CONFIGS:
+    for _bn in (False, True):
+        register_model(
+            _name + ("_bn" if _bn else ""),
+            family="vgg",
+            description=f"VGG-{_name[3:]}" + (" with batch norm" if _bn else ""),
+        )(
+            functools.partial(
+                lambda variant, n, b: vgg_spec(n, variant, batch_norm=b), n=_name, b=_bn
+            )
+        )

@@ -75,10 +75,13 @@ import weakref
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.backend.tensorflow.trainer import reduce_per_replica
-from keras.src.losses.loss import unscale_loss_for_distribution
-from keras.src.trainers.data_adapters import data_adapter_utils
 
+from kerascnn._keras_compat import (
+    print_msg,
+    reduce_per_replica,
+    unpack_x_y_sample_weight,
+    unscale_loss_for_distribution,
+)
 from kerascnn.callbacks.layer_stats import LayerStatistics
 from kerascnn.callbacks.learn_drop.feature_cache import FeatureCache, check_directory
 from kerascnn.callbacks.learn_drop.model_split import conv_cut_points, flatten_nested, sub_model
@@ -128,7 +131,7 @@ class _Head(keras.Model):
 
     def train_step(self, data):
         full = self._full
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
         if self._pre is not None:
             x = tf.stop_gradient(self._pre(x, training=False))
         features = x
@@ -356,7 +359,7 @@ class _LearnDropBase(keras.callbacks.Callback):
             ]
             entry["decision"] = {"cut": self.plan.cuts[k], "convs": k}
             if self.verbose:
-                print(
+                print_msg(
                     f"\nEpoch {epoch + 1}: Learn&Drop {self._verb}s {len(new)} convolutions "
                     f"({new[0]} .. {new[-1]}), cut after {self.plan.cuts[k]!r}."
                 )

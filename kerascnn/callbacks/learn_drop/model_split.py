@@ -151,12 +151,48 @@ def conv_cut_points(model):
             f"Received: model={model.name!r} with {len(inputs)} inputs and "
             f"{len(outputs)} outputs"
         )
+    convs = _conv_names(model, nodes)
     consumers = {}  # id(tensor) -> list of consumer nodes
     for node in nodes:
         for tensor in node.arguments.keras_tensors:
             consumers.setdefault(id(tensor), []).append(node)
     output_ids = {id(t) for t in outputs}
     position = {id(node): i for i, node in enumerate(nodes)}
+    ancestors = _ancestors(nodes, position)
+    valid, crossing, tail_convs = [], {}, {}
+    for i, node in enumerate(nodes):
+        name = node.operation.name
+        if isinstance(node.operation, keras.layers.InputLayer) or len(node.outputs) != 1:
+            continue
+        if id(node.outputs[0]) in output_ids:
+            continue
+        bad = _crossing_tensor(i, nodes, ancestors[i], consumers, position)
+        if bad:
+            crossing[name] = bad
+            continue
+        valid.append(name)
+        tail_convs[name] = sum(
+            1 for j in ancestors[i] if isinstance(nodes[j].operation, CONV_CLASSES)
+        )
+    cuts = {}
+    for name in valid:  # topological order: later cuts overwrite earlier ones
+        k = tail_convs[name]
+        if 0 < k < len(convs):
+            cuts[k] = name
+    blocked = _blocked_convs(nodes, convs, cuts, crossing)
+    if not cuts:
+        first = next(iter(blocked))
+        raise ValueError(
+            f"Model {model.name!r} has no single-tensor cut point that leaves a "
+            f"convolution in the head: after layer {first!r}, {blocked[first]}. "
+            "Layer dropping needs a model whose convolutions form a chain (or "
+            "blocks with one tensor between them)."
+        )
+    return CutPlan(convs=convs, cuts=cuts, valid=valid, blocked=blocked)
+
+
+def _conv_names(model, nodes):
+    """The names of the convolutions of `nodes`, in order (each called once, two or more)."""
     convs = []
     for node in nodes:
         if isinstance(node.operation, CONV_CLASSES):
@@ -172,47 +208,34 @@ def conv_cut_points(model):
             "Layer dropping needs at least two convolution layers. "
             f"Received: model={model.name!r} with convolutions {convs}"
         )
+    return convs
 
-    # Ancestors (as node positions) of each node, incrementally.
+
+def _ancestors(nodes, position):
+    """The ancestors of each node (node positions, the node included), in one pass."""
     ancestors = []
     for node in nodes:
         acc = {position[id(node)]}
         for tensor in node.arguments.keras_tensors:
             acc |= ancestors[position[id(_producer_node(tensor))]]
         ancestors.append(acc)
+    return ancestors
 
-    valid, crossing = [], {}
-    tail_convs = {}
-    for i, node in enumerate(nodes):
-        name = node.operation.name
-        if isinstance(node.operation, keras.layers.InputLayer) or len(node.outputs) != 1:
+
+def _crossing_tensor(i, nodes, tail, consumers, position):
+    """`(producer, consumer)` of a tensor other than node `i`'s output leaving `tail`, or None."""
+    for j in sorted(tail):
+        if j == i:
             continue
-        if id(node.outputs[0]) in output_ids:
-            continue
-        tail = ancestors[i]
-        bad = None
-        for j in sorted(tail):
-            for tensor in nodes[j].outputs:
-                if j == i:
-                    continue
-                for consumer in consumers.get(id(tensor), []):
-                    if position[id(consumer)] not in tail:
-                        bad = (nodes[j].operation.name, consumer.operation.name)
-                        break
-                if bad:
-                    break
-            if bad:
-                break
-        if bad:
-            crossing[name] = bad
-            continue
-        valid.append(name)
-        tail_convs[name] = sum(1 for j in tail if isinstance(nodes[j].operation, CONV_CLASSES))
-    cuts = {}
-    for name in valid:  # topological order: later cuts overwrite earlier ones
-        k = tail_convs[name]
-        if 0 < k < len(convs):
-            cuts[k] = name
+        for tensor in nodes[j].outputs:
+            for consumer in consumers.get(id(tensor), []):
+                if position[id(consumer)] not in tail:
+                    return nodes[j].operation.name, consumer.operation.name
+    return None
+
+
+def _blocked_convs(nodes, convs, cuts, crossing):
+    """`{conv: reason}` of the convolutions (not the last) after which no cut exists."""
     blocked = {}
     conv_index = {c: i for i, c in enumerate(convs)}
     for node in nodes:
@@ -225,15 +248,7 @@ def conv_cut_points(model):
                     if reason
                     else "no single tensor crosses before the next convolution"
                 )
-    if not cuts:
-        first = next(iter(blocked))
-        raise ValueError(
-            f"Model {model.name!r} has no single-tensor cut point that leaves a "
-            f"convolution in the head: after layer {first!r}, {blocked[first]}. "
-            "Layer dropping needs a model whose convolutions form a chain (or "
-            "blocks with one tensor between them)."
-        )
-    return CutPlan(convs=convs, cuts=cuts, valid=valid, blocked=blocked)
+    return blocked
 
 
 _FLAT = weakref.WeakKeyDictionary()  # model -> its flat graph (built once)

@@ -1,0 +1,359 @@
+"""The report of a `kerascnn train` run: its assembly, its text form, its files.
+
+`build_report` assembles `report.json`'s dict from a finished run (its keys
+are part of kerascnn's public interface), `format_report` prints its main
+figures, `write_json` writes it atomically and `write_plots` draws the
+training curves, the filters per layer (`kerascnn.observe.plots`) and the
+stability μ curves (the stability paper's Figure 5).
+
+Example:
+
+```python
+from kerascnn.training import report
+
+report.write_json("/tmp/r.json", {"test_accuracy": 0.9})
+print(report.summary_line({"output_dir": "/tmp/run", "test_accuracy": 0.9}))
+```
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+
+import numpy as np
+
+from kerascnn.training.recipe import DEFAULT_LEARNING_RATES, ONE_HOT_LOSS, SPARSE_LOSS
+
+REPORT_FILE = "report.json"
+
+
+def jsonable(value):
+    """`value` with JSON types only (NumPy scalars converted, NaN/inf as None)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def write_json(path, payload):
+    """Writes `jsonable(payload)` to `path` atomically (a temporary file renamed)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(jsonable(payload), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def snake(name):
+    """`"LayerDropping"` -> `"layer_dropping"`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def count_layers(model, class_names):
+    """How many (nested) layers of `model` are instances of the named classes."""
+    return sum(
+        type(layer).__name__ in class_names
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+    )
+
+
+def model_macs(model):
+    """Forward MACs (batch 1) from `kerascnn.observe.summary`, or `(None, note)`."""
+    from kerascnn.observe import summary
+
+    try:
+        return int(summary.summarize(model).macs), None
+    except Exception as error:  # the report must not fail on a counting problem
+        return None, f"MACs not computed: {error}"
+
+
+def techniques(config, run, net, notes):
+    """The report's `"techniques"` dict; appends a note for a technique that changed nothing."""
+    found = {
+        "blurpool": None,
+        "squeeze_excite": None,
+        "gap_head": bool(config.gap_head),
+        "kernel": None
+        if config.kernel is None
+        else {
+            "type": config.kernel,
+            "groups": config.kernel_groups,
+            "overlap": config.kernel_overlap,
+        },
+        "organize": run.organized,
+        "cutout": None if config.cutout is None else {"size": config.cutout},
+        "mixup": None if config.mixup is None else {"alpha": config.mixup},
+        "label_smoothing": config.label_smoothing,
+        "one_cycle": None
+        if config.lr_schedule != "one_cycle"
+        else {"total_steps": config.epochs * run.steps_per_epoch, "pct_start": 0.3},
+        "swa": None,
+        "sam": None if config.sam is None else {"rho": config.sam},
+        "layer_metrics": None
+        if not config.layer_metrics
+        else {"log_dir": os.path.join(run.log_dir, "layers")},
+        "layer_dropping": bool(config.layer_dropping),
+        "layer_freezing": bool(config.layer_freezing),
+    }
+    if config.blurpool:
+        count = count_layers(net, ("BlurPool2D", "BlurMaxPool2D", "BlurConv2D"))
+        found["blurpool"] = {"layers": count}
+        if not count:
+            notes.append("blurpool added no layer (no strided conv / max-pool qualifies)")
+    if config.squeeze_excite:
+        count = count_layers(net, ("SqueezeExcite",))
+        found["squeeze_excite"] = {
+            "blocks": count,
+            "min_channels": config.se_min_channels,
+            "latent_channels": config.se_latent_channels,
+        }
+        if not count:
+            notes.append(
+                "squeeze_excite added no block (no convolution reaches se_min_channels; "
+                "lower it with --se-min-channels)"
+            )
+    if run.swa_callback is not None:
+        found["swa"] = {"start": config.swa, "epochs_averaged": run.swa_callback.num_averaged}
+    return found
+
+
+def _setup(config, run):
+    """The report's entries describing the run's setup."""
+    optimizer = config.optimizer
+    return {
+        "model": config.model,
+        "dataset": config.dataset,
+        "data_source": run.source.describe(),
+        "template": config.template,
+        "width_multiplier": config.width_multiplier,
+        "stages": list(run.stages) if run.stages is not None else None,
+        "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+        "learning_rate": config.learning_rate
+        if config.learning_rate is not None
+        else DEFAULT_LEARNING_RATES.get(optimizer),
+        "batch_size": config.batch_size,
+        "augment": bool(config.augment),
+        "mixed_precision": config.mixed_precision,
+        "strategy": type(run.strategy).__name__ if run.strategy is not None else None,
+        "replicas": run.replicas,
+        "num_replicas": run.replicas,
+        "lr_schedule": config.lr_schedule,
+        "training_loss": ONE_HOT_LOSS if config.one_hot else SPARSE_LOSS,
+    }
+
+
+def build_report(config, run, fit, recorded_args):
+    """Assembles the report dict of a finished run (without `files` and `wall_time_s`).
+
+    Args:
+        config: the validated `TrainConfig`.
+        run: the run's state (`kerascnn.training.run._Run`).
+        fit: the fit's outcome (`kerascnn.training.run._Fit`).
+        recorded_args: the arguments as recorded in `run_config.json`.
+    """
+    import keras
+
+    net, history, epochs = fit.net, fit.history, config.epochs
+    trained_epochs = len(history.epoch)
+    epoch_times = list(fit.timer.times)
+    mean_epoch = float(np.mean(epoch_times)) if epoch_times else 0.0
+    macs, macs_note = model_macs(net)
+    notes = ([macs_note] if macs_note else []) + list(fit.notes)
+    found = techniques(config, run, net, notes)
+    report = dict(_setup(config, run))
+    report.update(
+        techniques=found,
+        techniques_enabled=[k for k, v in found.items() if v],
+        seed=config.seed,
+        train_examples=run.train_examples,
+        planned_epochs=epochs,
+        trained_epochs=trained_epochs,
+        stopped_epoch=None,
+        epoch_times_s=epoch_times,
+        train_time_s=fit.train_time,
+        time_saved_estimate_s=(epochs - trained_epochs) * mean_epoch,
+        test_accuracy=float(fit.evaluation["accuracy"]),
+        test_loss=float(fit.evaluation["loss"]),
+        params=int(net.count_params()),
+        trainable_params=int(sum(int(np.prod(w.shape)) for w in net.trainable_weights)),
+        macs=macs,
+        # Training compute estimate: forward + backward ~ 3x the forward MACs per example seen.
+        training_macs_estimate=3 * macs * run.train_examples * trained_epochs if macs else None,
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        output_dir=run.output_dir,
+        files={},
+        notes=notes,
+        versions={
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "tensorflow": __import__("tensorflow").__version__,
+        },
+        args=recorded_args,
+        interrupted=False,
+        resumed_from_epoch=run.resume_state["epoch"] if run.resume_state else None,
+    )
+    _callback_fields(report, run, fit.extra_callbacks)
+    return report
+
+
+def _callback_fields(report, run, extra_callbacks):
+    """`stopped_epoch` and the callbacks' own report fields."""
+    from kerascnn.training.plugins import CALLBACK_FACTORIES
+
+    plugin_callbacks = run.plugin_callbacks
+    for cb in list(plugin_callbacks.values()) + run.technique_callbacks + extra_callbacks:
+        stopped = getattr(cb, "stopped_epoch", None)
+        if isinstance(stopped, (int, np.integer)) and stopped > 0:
+            report["stopped_epoch"] = int(stopped) + 1
+    for key, cb in plugin_callbacks.items():
+        CALLBACK_FACTORIES[key][2](cb, report)
+    for cb in extra_callbacks:
+        fields = getattr(cb, "report_fields", None)
+        if callable(fields):
+            report[snake(type(cb).__name__)] = fields()
+
+
+def plot_curves(history, path, title):
+    """Loss and accuracy per epoch (train and test) into `path`."""
+    from kerascnn.observe.plots import new_figure, style_axes
+
+    figure = new_figure((9, 3.6))
+    for i, metric in enumerate(("loss", "accuracy")):
+        axes = figure.add_subplot(1, 2, i + 1)
+        for key in (metric, f"val_{metric}"):
+            if key in history:
+                epochs = range(1, len(history[key]) + 1)
+                label = "test" if key.startswith("val_") else "train"
+                axes.plot(epochs, history[key], marker="o", markersize=3, label=label)
+        style_axes(axes, "Epoch", metric)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def plot_stability(stability_history, path, title):
+    """μ per monitored layer and epoch into `path`."""
+    from kerascnn.observe.plots import new_figure, style_axes
+
+    figure = new_figure((7, 4))
+    axes = figure.add_subplot()
+    names = list(stability_history[0]) if stability_history else []
+    for name in names:
+        values = [epoch[name] for epoch in stability_history]
+        axes.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+    style_axes(axes, "Epoch", "μ (mean std of the layer output)", title=title, legend="x-small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def write_plots(report, ds_info, width_multiplier, stages):
+    """Writes the run's PNG plots, adding them to `report["files"]` (a note on failure)."""
+    from kerascnn.observe import plots
+
+    out, model_name = report["output_dir"], report["model"]
+    path = os.path.join(out, "training_curves.png")
+    try:
+        plot_curves(report["history"], path, f"{model_name} on {report['dataset']}")
+        report["files"]["training_curves"] = path
+    except Exception as error:  # plots are a convenience: never fail the run
+        report["notes"].append(f"training curves not plotted: {error}")
+    path = os.path.join(out, "filters_per_layer.png")
+    try:
+        plots.plot_filter_distributions(
+            model_name,
+            path,
+            input_shape=ds_info["shape"],
+            width_multiplier=width_multiplier,
+            stages=stages,
+        )
+        report["files"]["filters_per_layer"] = path
+    except Exception as error:
+        report["notes"].append(f"filters plot skipped: {error}")
+    if report.get("stability_history"):
+        path = os.path.join(out, "stability.png")
+        try:
+            plot_stability(report["stability_history"], path, f"{model_name}: layer stability")
+            report["files"]["stability"] = path
+        except Exception as error:
+            report["notes"].append(f"stability plot skipped: {error}")
+
+
+def _stability_line(stability):
+    if stability.get("monitor_only"):
+        if stability["stable_epoch"]:
+            return (
+                f"stability:        stable at epoch {stability['stable_epoch']} (predicted; "
+                f"stopping there would save {stability['predicted_epochs_saved']} epochs, "
+                f"{100 * stability['predicted_fraction_saved']:.1f}%; --stability-stopping stops)"
+            )
+        return (
+            f"stability:        not stable within {stability['epochs_run']} epochs "
+            f"(r={stability['decimals']}, patience {stability['patience']})"
+        )
+    stop = stability["stop_epoch"] or "not reached"
+    return (
+        f"stability:        stable epoch {stop}, {stability['epochs_saved']} epochs saved "
+        f"({100 * stability['fraction_saved']:.1f}%)"
+    )
+
+
+def format_report(report):
+    """Formats the report's main figures as a few lines of text."""
+    lines = ["", f"=== kerascnn train report: {report['model']} on {report['dataset']} ==="]
+    lines.append(f"data:             {report['data_source']} ({report['train_examples']} train)")
+    epochs = f"{report['trained_epochs']} trained of {report['planned_epochs']} planned"
+    if report.get("stopped_epoch"):
+        epochs += f" (stopped at epoch {report['stopped_epoch']})"
+    lines.append(f"epochs:           {epochs}")
+    if report.get("techniques_enabled"):
+        lines.append(f"techniques:       {', '.join(report['techniques_enabled'])}")
+    if report.get("stability"):
+        lines.append(_stability_line(report["stability"]))
+    lines.append(
+        f"time:             {report['wall_time_s']:.1f} s wall, {report['train_time_s']:.1f} s "
+        f"training, ~{report['time_saved_estimate_s']:.1f} s saved"
+    )
+    lines.append(
+        f"test accuracy:    {report['test_accuracy']:.4f} (loss {report['test_loss']:.4f})"
+    )
+    lines.append(
+        f"parameters:       {report['params']:,} ({report['trainable_params']:,} trainable)"
+    )
+    if report.get("macs") is not None:
+        lines.append(
+            f"MACs:             {report['macs']:,} per image forward; "
+            f"~{report['training_macs_estimate']:.3g} trained (3 x forward x examples seen)"
+        )
+    for note in report.get("notes", []):
+        lines.append(f"note:             {note}")
+    lines.append(
+        f"written:          {', '.join(os.path.basename(p) for p in report['files'].values())}"
+    )
+    lines.append(f"                  in {report['output_dir']}")
+    return "\n".join(lines)
+
+
+def summary_line(report):
+    """One line for `--verbose 0`: where the run was written and its test accuracy."""
+    accuracy = report.get("test_accuracy")
+    accuracy = "n/a" if accuracy is None else f"{accuracy:.4f}"
+    return f"kerascnn train: wrote {report.get('output_dir')} (test accuracy {accuracy})"
