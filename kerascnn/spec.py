@@ -1,8 +1,4 @@
-"""Deprecated path of `kerascnn.arch.spec` (forwards for one release).
-
-Importing `kerascnn.spec` warns with a `DeprecationWarning` and returns the
-new module itself, so attribute access and monkeypatching act on it.
-"""
+"""Deprecated path of `kerascnn.arch.spec` (forwards for one release)."""
 
 from kerascnn._deprecation import forward_module
 

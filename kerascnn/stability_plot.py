@@ -1,8 +1,4 @@
-"""Deprecated path of `kerascnn.observe.stability_logs` (forwards for one release).
-
-Importing `kerascnn.stability_plot` warns with a `DeprecationWarning` and returns the
-new module itself, so attribute access and monkeypatching act on it.
-"""
+"""Deprecated path of `kerascnn.observe.stability_logs` (forwards for one release)."""
 
 from kerascnn._deprecation import forward_module
 
