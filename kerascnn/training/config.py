@@ -38,6 +38,7 @@ import dataclasses
 
 from kerascnn import _checks
 from kerascnn.training.recipe import LR_SCHEDULES, OPTIMIZERS, STRATEGIES
+from kerascnn.transforms.decomposer import KERNELS as _KERNEL_BLOCKS
 
 #: Defaults of the main job (a ~1 minute demo on 2 CPU cores).
 DEFAULT_MODEL = "compact_mnist_25k"
@@ -45,7 +46,7 @@ DEFAULT_DATASET = "embedded"
 DEFAULT_EPOCHS = 15
 DEFAULT_BATCH_SIZE = 64
 #: Kernel decompositions (`kerascnn.transforms.decomposer.KERNELS`).
-KERNELS = ("dw_pw", "dw_gpw", "dw_rpw")
+KERNELS = tuple(_KERNEL_BLOCKS)
 #: Defaults of the efficiency techniques (the efficient-CNN paper's / Composer's values).
 DEFAULT_CUTOUT_SIZE = 10
 DEFAULT_MIXUP_ALPHA = 0.2

@@ -50,6 +50,7 @@ from kerascnn.callbacks.stability_stopping import StabilityStopping
 from kerascnn.observe.summary import summarize
 from kerascnn.training import recipe
 from kerascnn.transforms import templates as _templates
+from kerascnn.transforms.decomposer import KERNELS
 from kerascnn.transforms.pipeline import transform
 
 #: Default zoo models of each family (small ones: a search trains many).
@@ -63,7 +64,7 @@ DEFAULT_MODELS = {
 #: Families searched by default (inception is available with `families=`).
 DEFAULT_FAMILIES = ("vgg", "resnet", "mobilenet", "compact")
 LAYOUTS = ("base", "3drf", "free")
-KERNEL_TYPES = ("std", "dw_pw", "dw_gpw", "dw_rpw")
+KERNEL_TYPES = ("std", *KERNELS)
 EFFICIENCY_FLAGS = ("blurpool", "squeeze_excite")
 #: Optimizer names (`kerascnn.training.recipe.OPTIMIZERS`).
 OPTIMIZERS = recipe.OPTIMIZERS
