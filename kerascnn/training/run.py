@@ -741,16 +741,3 @@ def _dataset_problem(zoo, model_name, shape):
     if min(shape[:2]) < smallest:
         return f"its downsampling needs images of at least {smallest}x{smallest}"
     return None
-
-
-def main(argv=None):
-    """`python -m kerascnn.training.run [options]`: forwards to `kerascnn train`."""
-    import sys
-
-    from kerascnn import cli
-
-    return cli.main(["train"] + list(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

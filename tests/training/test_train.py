@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerascnn import data
+from kerascnn import cli, data
 from kerascnn.cli import train as train_cli
 from kerascnn.training import run as train_module
 from kerascnn.training.run import train
@@ -143,7 +143,7 @@ def test_bad_arguments_fail_fast(kwargs, match, tmp_path):
 )
 def test_cli_errors_are_one_line(argv, match, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    code = train_module.main(argv + ["--output-dir", str(tmp_path / "out"), "--verbose", "0"])
+    code = cli.main(["train", *argv, "--output-dir", str(tmp_path / "out"), "--verbose", "0"])
     captured = capsys.readouterr()
     assert code == 2
     lines = captured.err.strip().splitlines()
@@ -299,8 +299,8 @@ def test_cli_technique_flags(tmp_path, capsys):
     )
     assert (args.cutout, args.mixup, args.sam, args.swa) == (10, 0.2, 0.1, 0.75)
     assert args.kernel == "dw_gpw" and args.label_smoothing == 0.0 and not args.one_cycle
-    code = train_module.main(
-        ["--model", "compact_mnist_1k5_dw", "--epochs", "1", "--limit", "128"]
+    code = cli.main(
+        ["train", "--model", "compact_mnist_1k5_dw", "--epochs", "1", "--limit", "128"]
         + ["--label-smoothing", "0.1", "--cutout", "6", "--blurpool"]
         + ["--output-dir", str(tmp_path), "--verbose", "0"]
     )

@@ -15,6 +15,7 @@ from harness import run_two_replicas
 SCRIPT = textwrap.dedent(
     """
     from kerascnn import data
+    from kerascnn import cli
     from kerascnn.training import run as train_module
 
     out = sys.argv[1]
@@ -23,8 +24,8 @@ SCRIPT = textwrap.dedent(
 
     # 1. The command line: `kerascnn train --strategy mirrored --stability-stopping`.
     cli_dir = os.path.join(out, "cli")
-    code = train_module.main([
-        "--model", "compact_mnist_1k5_dw", "--epochs", "2", "--batch-size", "64",
+    code = cli.main([
+        "train", "--model", "compact_mnist_1k5_dw", "--epochs", "2", "--batch-size", "64",
         "--limit", "256", "--strategy", "mirrored", "--stability-stopping",
         "--output-dir", cli_dir, "--verbose", "0", "--seed", "1",
     ])
