@@ -1,23 +1,24 @@
-"""Forward+backward time of RPW vs GPW vs PW (and a slice-and-concatenate RPW).
+"""Forward+backward time of PW vs GPW vs RPW (1x1 convolutions), paired.
 
-MobileNet-like shapes: 16x16x256 -> 256 channels, g in {2, 4}, o in {0.33, 0.5}.
-All layers run side by side in one process, each as a compiled `tf.function`
-computing the loss gradient w.r.t. the input and the kernel; warm-up runs
-first, then the median of `--repeats` timed runs.
+MobileNet-like shape: 32x16x16x256 -> 256 channels. Every variant is a
+compiled `tf.function` computing the loss gradient w.r.t. the input and the
+weights. All variants run side by side in one process: a warm-up, then
+`--rounds` rounds, each running every variant (`--inner` calls) in a rotated
+order; per round every variant's time is divided by the plain PW's time of
+the same round (paired ratio) and the table reports the medians. `pw (A/A)`
+is a second plain PW: its ratio shows the noise floor.
 
-Compared, per (g, o):
-- `pw`: keras Conv2D 1x1 (dense, g times the MACs of RPW-g);
-- `gpw`: GroupPointwiseConv2D(groups=g) -- the same MACs and parameters as
-  RPW-g-o (every filter reads C/g channels in both: the overlap changes which
-  channels, not how many), so it is also "the GPW of equal MACs";
-- `rpw`: RollingPointwiseConv2D (auto implementation), and its `gather` and
-  `dense` paths;
-- `rpw_naive`: the paper's Listing 2 style: one slice (and wrap-around concat)
-  per distinct window, concatenated, then one grouped convolution.
+Variants:
+- `pw`: keras `Conv2D` 1x1 (dense);
+- `gpw g=2/4/8`: `GroupPointwiseConv2D` (split + one matmul per group);
+- `rpw g=2/4 o=0.33/0.5`: `RollingPointwiseConv2D` (`implementation="auto"`:
+  "sliced" at o=0.5, "dense" at o=0.33 whose windows do not tile);
+- `rpw ... dense`: the dense masked path at o=0.5, to show where it stands.
+`rpw/gpw` is the paired ratio to the GPW of the same g (equal MACs/params).
 
 Usage:
     python benchmarks/bench_rpw.py --quick
-    python benchmarks/bench_rpw.py --batch 64 --repeats 30
+    python benchmarks/bench_rpw.py
 """
 
 import os
@@ -31,38 +32,26 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import make_parser, results_path, write_results  # noqa: E402
 
-from kerascnn.arch.channels import rolling_windows  # noqa: E402
 from kerascnn.layers import GroupPointwiseConv2D, RollingPointwiseConv2D  # noqa: E402
 
 
-class NaiveRPW(keras.layers.Layer):
-    """Slice-and-concatenate RPW (the paper's Listing 2, one filter per window)."""
-
-    def __init__(self, filters, groups, overlap, **kwargs):
-        super().__init__(**kwargs)
-        self.filters, self.groups, self.overlap = filters, groups, overlap
-
-    def build(self, input_shape):
-        c = input_shape[-1]
-        self.windows = rolling_windows(c, self.filters, self.groups, self.overlap)
-        self.width = self.windows.shape[1]
-        self.kernel = self.add_weight(shape=(1, 1, self.width, self.filters), name="kernel")
-        self.c = c
-
-    def call(self, x):
-        parts = []
-        for w in self.windows:
-            start, end = int(w[0]), int(w[-1]) + 1
-            if start < end:
-                parts.append(x[..., start:end])
-            else:
-                parts.append(tf.concat([x[..., start:], x[..., :end]], axis=-1))
-        return tf.nn.conv2d(tf.concat(parts, axis=-1), self.kernel, 1, "VALID")
+def variants(c):
+    """`{name: (layer, MACs per pixel, reference GPW name or None)}`."""
+    out = {"pw": (keras.layers.Conv2D(c, 1), c * c, None)}
+    out["pw (A/A)"] = (keras.layers.Conv2D(c, 1), c * c, None)
+    for g in (2, 4, 8):
+        out[f"gpw g={g}"] = (GroupPointwiseConv2D(c, g), c * c // g, None)
+    for g in (2, 4):
+        for o in (0.33, 0.5):
+            out[f"rpw g={g} o={o}"] = (RollingPointwiseConv2D(c, g, o), c * c // g, f"gpw g={g}")
+        layer = RollingPointwiseConv2D(c, g, 0.5, implementation="dense")
+        out[f"rpw g={g} o=0.5 dense"] = (layer, c * c // g, f"gpw g={g}")
+    return out
 
 
-def time_layer(layer, x, warmup, repeats):
-    if not layer.built:
-        layer.build(x.shape)
+def make_step(layer, x):
+    """A compiled fwd+bwd step of `layer` on `x` (built here)."""
+    layer.build(x.shape)
 
     @tf.function
     def step(x):
@@ -72,78 +61,95 @@ def time_layer(layer, x, warmup, repeats):
             loss = tf.reduce_mean(y * y)
         return tape.gradient(loss, [x] + layer.trainable_weights)
 
-    for _ in range(warmup):
-        _ = [g.numpy() for g in step(x)][:1]
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        grads = step(x)
-        grads[0].numpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return step
+
+
+def time_rounds(steps, x, rounds, inner, warmup):
+    """Per-variant lists of per-call ms, interleaved in rotated order."""
+    names = list(steps)
+    for name in names:
+        for _ in range(warmup):
+            steps[name](x)[0].numpy()
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            for _ in range(inner):
+                grads = steps[name](x)
+            grads[0].numpy()
+            times[name].append((time.perf_counter() - start) / inner * 1e3)
+    return times
+
+
+def summarize(table, times):
+    """Rows of median ms, paired ratios vs PW and vs the GPW of the same g."""
+    pw = times["pw"]
+    rows = []
+    for name, (layer, macs, ref) in table.items():
+        ratio = [a / b for a, b in zip(times[name], pw)]
+        row = {
+            "variant": name,
+            "path": getattr(layer, "_mode", "grouped split+matmul" if "gpw" in name else "conv"),
+            "macs_per_pixel": macs,
+            "median_ms": statistics.median(times[name]),
+            "min_ms": min(times[name]),
+            "ratio_vs_pw_median": statistics.median(ratio),
+            "ratio_vs_pw_q25_q75": [statistics.quantiles(ratio, n=4)[i] for i in (0, 2)],
+            "mac_ratio_vs_pw": macs / table["pw"][1],
+        }
+        if ref is not None:
+            row["ratio_vs_gpw_median"] = statistics.median(
+                [a / b for a, b in zip(times[name], times[ref])]
+            )
+        rows.append(row)
+    return rows
+
+
+def print_table(rows):
+    print(
+        f"{'variant':24s} {'path':22s} {'ms':>7s} {'/pw':>6s} {'q25-q75':>12s} {'MAC/pw':>7s} "
+        f"{'/gpw':>6s}"
+    )
+    for r in rows:
+        q = r["ratio_vs_pw_q25_q75"]
+        gpw = f"{r['ratio_vs_gpw_median']:6.2f}" if "ratio_vs_gpw_median" in r else "     -"
+        print(
+            f"{r['variant']:24s} {r['path']:22s} {r['median_ms']:7.2f} "
+            f"{r['ratio_vs_pw_median']:6.3f} {q[0]:5.2f}-{q[1]:5.2f} {r['mac_ratio_vs_pw']:7.3f} "
+            f"{gpw}",
+            flush=True,
+        )
 
 
 def main(argv=None):
-    parser = make_parser(__doc__, quick_help="batch 8, few repeats")
+    parser = make_parser(__doc__, quick_help="batch 4, 3 rounds (a smoke run)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--channels", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--inner", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--output", default=results_path("rpw"))
+    parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch, args.repeats, args.warmup = 8, 5, 2
+        args.batch, args.rounds, args.inner, args.warmup = 4, 4, 1, 1
     c = args.channels
-    x = tf.random.normal((args.batch, args.size, args.size, c))
-    rows = []
-    pw_ms = time_layer(keras.layers.Conv2D(c, 1), x, args.warmup, args.repeats)
-    for g in (2, 4):
-        gpw_ms = time_layer(GroupPointwiseConv2D(c, g), x, args.warmup, args.repeats)
-        gpw_shuffle_ms = time_layer(
-            GroupPointwiseConv2D(c, g, shuffle=True), x, args.warmup, args.repeats
-        )
-        for o in (0.33, 0.5):
-            res = {
-                "groups": g,
-                "overlap": o,
-                "pw_ms": pw_ms,
-                "gpw_ms": gpw_ms,
-                "gpw_shuffle_ms": gpw_shuffle_ms,
-            }
-            for impl in ("auto", "gather", "dense"):
-                layer = RollingPointwiseConv2D(c, g, o, implementation=impl)
-                layer.build(x.shape)
-                if impl == "gather" and layer._distinct * c // g > 2 * c:
-                    # Gathering many distinct windows (o=0.33) is impractical.
-                    res["rpw_gather_ms"] = float("nan")
-                    continue
-                res[f"rpw_{impl}_ms"] = time_layer(layer, x, args.warmup, args.repeats)
-                if impl == "auto":
-                    res["rpw_auto_path"] = layer._mode
-            res["rpw_naive_ms"] = time_layer(NaiveRPW(c, g, o), x, args.warmup, args.repeats)
-            res["macs_rpw_per_sample"] = args.size**2 * c * c // g
-            res["macs_gpw_per_sample"] = args.size**2 * c * c // g
-            res["macs_pw_per_sample"] = args.size**2 * c * c
-            res["rpw_over_gpw"] = res["rpw_auto_ms"] / gpw_ms
-            res["naive_over_rpw"] = res["rpw_naive_ms"] / res["rpw_auto_ms"]
-            rows.append(res)
-            print(
-                f"g={g} o={o}: pw {pw_ms:.2f} ms | gpw {gpw_ms:.2f} (shuffle "
-                f"{gpw_shuffle_ms:.2f}) | rpw {res['rpw_auto_ms']:.2f} [{res['rpw_auto_path']}] "
-                f"(gather {res['rpw_gather_ms']:.2f}, dense {res['rpw_dense_ms']:.2f}) | naive "
-                f"{res['rpw_naive_ms']:.2f} | rpw/gpw {res['rpw_over_gpw']:.2f} | "
-                f"naive/rpw {res['naive_over_rpw']:.1f}x",
-                flush=True,
-            )
+    x = tf.random.normal((args.batch, args.size, args.size, c), seed=0)
+    table = variants(c)
+    steps = {name: make_step(layer, x) for name, (layer, _, _) in table.items()}
+    times = time_rounds(steps, x, args.rounds, args.inner, args.warmup)
+    rows = summarize(table, times)
+    print_table(rows)
     out = {
         "shape": [args.batch, args.size, args.size, c],
-        "repeats": args.repeats,
+        "rounds": args.rounds,
+        "inner": args.inner,
         "warmup": args.warmup,
-        "device": (tf.config.list_physical_devices("GPU") or ["cpu"])[0].__str__(),
         "results": rows,
+        "times_ms": times,
     }
-    write_results(args.output, out, argv)
+    write_results(args.output or results_path("rpw", args.quick), out, argv)
     return 0
 
 

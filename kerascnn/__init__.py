@@ -31,6 +31,8 @@ import importlib
 import os
 import sys
 
+from kerascnn._warnings import NoEffectWarning  # noqa: F401
+
 __version__ = "0.1.0"
 
 #: The flow: arch -> transforms -> builder -> zoo -> training/tuning -> observe.

@@ -10,8 +10,11 @@ kerascnn objects loads in a fresh process after `import keras, kerascnn`:
   `train_step` and a saved model is a plain Keras model), imported so that a
   module registering something there later is covered.
 
-`StochasticWeightAveraging` is a callback: callbacks are not stored in a
-`.keras` file, and a model trained with it saves as a plain model.
+- `kerascnn.callbacks.swa`: `SWALearningRate`, the learning-rate schedule that
+  `StochasticWeightAveraging(swa_lr=...)` puts on the optimizer during the SWA
+  phase (a checkpoint written in that phase stores it with the optimizer).
+  The callback itself is not stored in a `.keras` file, and a model trained
+  with it saves as a plain model once the average is swapped in.
 
 The `kerascnn` command line skips this import while it parses arguments (so
 that `kerascnn --help` does not import TensorFlow) and imports this module
@@ -23,7 +26,12 @@ before running a command. A module that adds a
 import importlib
 
 #: Modules whose import registers every serializable kerascnn object.
-MODULES = ("kerascnn.layers", "kerascnn.training.schedules", "kerascnn.training.sam")
+MODULES = (
+    "kerascnn.layers",
+    "kerascnn.training.schedules",
+    "kerascnn.training.sam",
+    "kerascnn.callbacks.swa",
+)
 
 for _module in MODULES:
     importlib.import_module(_module)

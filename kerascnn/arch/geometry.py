@@ -108,19 +108,21 @@ def _unit_params_and_channels(unit, cin):
         return _conv_cost(cin, f, k, bn, unit.option("use_bias")), [f]
     if unit.kind == "separable":
         return _separable_params(unit, cin), [cin, f]
+    bias = unit.option("use_bias")
     if unit.kind == "basic":
-        params = _conv_cost(cin, f, k) + _conv_cost(f, f, k)
+        params = _conv_cost(cin, f, k, True, bias) + _conv_cost(f, f, k, True, bias)
         channels = [f, f, f]
         if unit.strides != 1 or cin != f:
-            params += _conv_cost(cin, f, 1)
+            params += _conv_cost(cin, f, 1, True, bias)
             channels.append(f)
         return params, channels
     if unit.kind == "bottleneck":
         out = unit.output_channels
-        params = _conv_cost(cin, f, 1) + _conv_cost(f, f, k) + _conv_cost(f, out, 1)
+        params = _conv_cost(cin, f, 1, True, bias) + _conv_cost(f, f, k, True, bias)
+        params += _conv_cost(f, out, 1, True, bias)
         channels = [f, f, out, out]
         if unit.strides != 1 or cin != out:
-            params += _conv_cost(cin, out, 1)
+            params += _conv_cost(cin, out, 1, True, bias)
             channels.append(out)
         return params, channels
     n1, r3, n3, r5, n5, pool_proj = unit.filters

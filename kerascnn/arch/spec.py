@@ -64,6 +64,10 @@ UNIT_KINDS = {
 
 POOL_KINDS = ("max", "avg")
 
+#: Where a bottleneck unit's stride goes (option `stride_on`): the k x k
+#: convolution (ResNet v1.5) or the first 1x1 convolution (ResNet v1).
+STRIDE_ON = ("middle", "first")
+
 HEAD_KINDS = {
     # Flatten -> Dense(classes): the single-dense-layer CIFAR head.
     "flatten_dense": "flatten + one dense layer",
@@ -115,6 +119,9 @@ class Unit:
             `activation` (default `"relu"`), `use_bias` (default: not
             batch_norm), `padding` (`"same"`), `expansion` (bottleneck, 4),
             `double3x3` (inception: two 3x3 instead of one 5x5),
+            `stride_on` (bottleneck: `"middle"`, the k x k convolution as in
+            ResNet v1.5, default; or `"first"`, the first 1x1 convolution as
+            in ResNet v1 and keras.applications),
             `templated` (whether templates change this unit, default True),
             `role` (free text, e.g. `"transition"`).
 
@@ -168,6 +175,12 @@ class Unit:
         _check(
             isinstance(self.strides, int) and self.strides >= 1,
             f"strides must be a positive integer. Received: strides={self.strides!r}",
+        )
+        stride_on = self.option("stride_on", "middle")
+        _check(
+            stride_on in STRIDE_ON and (self.kind == "bottleneck" or stride_on == "middle"),
+            f"The stride_on option must be one of {STRIDE_ON} and 'first' needs a bottleneck "
+            f"unit. Received: stride_on={stride_on!r} (kind={self.kind!r})",
         )
 
     def option(self, key, default=None):

@@ -196,18 +196,23 @@ def _residual_unit(x, unit, prefix, ctx):
     in_channels = x.shape[-1]
     out_channels = unit.output_channels
     f = unit.filters
+    # Option use_bias: biases on every convolution of the block (keras.applications).
+    bias = unit.option("use_bias")
     if unit.kind == "basic":
-        y = _conv_bn_act(x, ctx, f"{prefix}_1", f, unit.kernel_size, unit.strides)
-        y = _conv_bn_act(y, ctx, f"{prefix}_2", f, unit.kernel_size, activation=None)
+        y = _conv_bn_act(x, ctx, f"{prefix}_1", f, unit.kernel_size, unit.strides, use_bias=bias)
+        y = _conv_bn_act(y, ctx, f"{prefix}_2", f, unit.kernel_size, activation=None, use_bias=bias)
     else:
-        # ResNet v1.5 (torchvision, and the CIFAR ResNets): the stride is on
-        # the 3x3 convolution.
-        y = _conv_bn_act(x, ctx, f"{prefix}_1", f, 1)
-        y = _conv_bn_act(y, ctx, f"{prefix}_2", f, unit.kernel_size, unit.strides)
-        y = _conv_bn_act(y, ctx, f"{prefix}_3", out_channels, 1, activation=None)
+        # Option stride_on: "middle" (default) puts the stride on the kxk
+        # convolution (ResNet v1.5: torchvision, the CIFAR ResNets); "first"
+        # on the first 1x1 (ResNet v1: keras.applications, Caffe).
+        first = unit.option("stride_on", "middle") == "first"
+        s1, s2 = (unit.strides, 1) if first else (1, unit.strides)
+        y = _conv_bn_act(x, ctx, f"{prefix}_1", f, 1, s1, use_bias=bias)
+        y = _conv_bn_act(y, ctx, f"{prefix}_2", f, unit.kernel_size, s2, use_bias=bias)
+        y = _conv_bn_act(y, ctx, f"{prefix}_3", out_channels, 1, activation=None, use_bias=bias)
     if unit.strides != 1 or in_channels != out_channels:
         shortcut = _conv_bn_act(
-            x, ctx, f"{prefix}_0", out_channels, 1, unit.strides, activation=None
+            x, ctx, f"{prefix}_0", out_channels, 1, unit.strides, activation=None, use_bias=bias
         )
     else:
         shortcut = x

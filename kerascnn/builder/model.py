@@ -35,6 +35,7 @@ from kerascnn.arch.geometry import (  # noqa: F401 (re-exported)
 from kerascnn.arch.naming import stage_output_names, unit_output_name, unit_prefix  # noqa: F401
 from kerascnn.arch.spec import ArchSpec, Head
 from kerascnn.builder.blocks import BuildContext, build_head, build_stage
+from kerascnn.builder.no_effect import warn_if_no_effect
 
 
 # --------------------------------------------------------------------------
@@ -201,7 +202,9 @@ def build_model(
             `min(in, out) >= se_min_channels` channels. Defaults to False.
         blurpool_min_channels: see `blurpool`. Defaults to 16 (Composer).
         blur_first: `BlurConv2D`'s `blur_first`. Defaults to True (Composer).
-        se_min_channels: see `squeeze_excite`. Defaults to 128 (Composer).
+        se_min_channels: see `squeeze_excite`. Defaults to 128 (Composer). A
+            requested BlurPool or squeeze-excite that adds no layer is a
+            `kerascnn.NoEffectWarning` saying how to get it.
         se_latent_channels: hidden width of the SE blocks (int, or a fraction
             of the channels when < 1). Defaults to 64 (Composer).
         max_params: refuse (`ValueError`, before building anything) a model
@@ -281,6 +284,13 @@ def build_model(
     else:
         model_inputs = inputs
     model = keras.Model(model_inputs, x, name=name or spec.name)
+    warn_if_no_effect(  # kerascnn.NoEffectWarning: a technique that added nothing
+        model,
+        blurpool=blurpool,
+        squeeze_excite=squeeze_excite,
+        blurpool_min_channels=blurpool_min_channels,
+        se_min_channels=se_min_channels,
+    )
     if weights is not None:
         model.load_weights(weights)
     return model

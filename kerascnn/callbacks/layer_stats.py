@@ -11,8 +11,13 @@ How it hooks into `fit()` (TensorFlow backend):
 
 * **Activations.** The `call` of every monitored layer is shadowed by an
   instance attribute that calls the original `call` and, only while the
-  training step is being traced, records the output's moments (count, mean,
-  sum of squared deviations, all in float32 so mixed precision is safe).
+  training step is being traced, records the output's moments in one fused
+  pass: `reduce_sum(x)` and `2 * l2_loss(x)`, two float32 reductions that
+  write no temporary of the tensor's size (bfloat16/float16 outputs are cast
+  to float32 first), finished in float64 (`m2 = s2 - s1**2 / n`). When that
+  difference cancels (`s2 > CANCELLATION_LIMIT * m2`, a mean large against
+  the spread) a `tf.cond` branch recomputes `m2` exactly around the step's
+  mean, so the std stays within ~1e-7 of `np.std(ddof=1)` in float64.
   Outside the training step (evaluate, predict, symbolic calls) the wrapper
   is a pass-through. A layer called several times in one step contributes one
   statistic over all its outputs.
@@ -20,14 +25,18 @@ How it hooks into `fit()` (TensorFlow backend):
   the original `train_step` with this collector active, then turns the
   recorded moments into one statistic per layer and step (the unbiased
   standard deviation and the mean of the whole tensor, batch x H x W x C)
-  and adds them to the accumulators. Under a `tf.distribute` strategy with
-  several replicas the moments are combined exactly over replicas (Chan's
-  parallel formula, two all-reduces of one small vector per step), so the
-  statistic is that of the global batch.
+  and adds them, with the gradient norms of the step, to ONE float64
+  accumulator vector with ONE `assign_add`. Under a `tf.distribute` strategy
+  with several replicas the moments are combined exactly over replicas (one
+  all-reduce SUM of a `[replicas, 3, layers]` array that gathers every
+  replica's moments, then Chan's parallel formula), so the statistic is that
+  of the global batch.
 * **Gradients.** The (inner, for `LossScaleOptimizer`) optimizer's
   `_all_reduce_sum_gradients` is shadowed: its output is the gradients that
   the optimizer applies, all-reduced over replicas and unscaled under mixed
-  precision; the requested gradient statistics are accumulated from them.
+  precision; the requested gradient statistics are accumulated from them
+  (per-layer norms in the step's vector update, per-weight sums with one
+  `assign_add` per weight).
 * Installing or changing the hooks forces Keras to rebuild the train function
   (`model.make_train_function(force=True)`; keras' `fit()` calls it before
   `on_train_begin`, then looks `model.train_function` up at every step), and
@@ -141,16 +150,39 @@ def find_layer(model, name):
     )
 
 
+def _global_pool_of(layers, name):
+    """Name of the global pooling layer that consumes layer `name`'s output, or None."""
+    source = next(layer for layer in layers if layer.name == name)
+    for layer in layers:
+        if not isinstance(
+            layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+        ):
+            continue
+        try:
+            if layer.input is source.output:
+                return layer.name
+        except (AttributeError, ValueError):  # several inbound nodes: not ours
+            continue
+    return None
+
+
 def default_monitored_layers(model):
     """Names of the layers whose outputs are monitored by default.
 
     For kerascnn zoo models (every convolution named `stem*_...` or
     `stageN_...`, see `kerascnn.builder`) these are the stage outputs: the
     last layer of each stage prefix in `model.layers` order (for ResNet the
-    last block's `_out` ReLU, for VGG the stage's `_pool`), which equals
-    `kerascnn.builder.stage_output_names(spec)`. For any other model, its
-    convolution layers (Conv, DepthwiseConv, SeparableConv, ConvTranspose).
-    Nested models are searched too.
+    last block's `_out` ReLU, for VGG the stage's `_pool`), as in
+    `kerascnn.builder.stage_output_names(spec)`, except that the last one is
+    replaced by the global pooling layer that consumes it when the model has
+    one (`head_gap`, or `avg_pool` / `max_pool` without top): the tensor the
+    classifier sees. That is what the stability-stopping paper monitors: its
+    ResNet-18 "layer 18" (Sec. 5.1, Figure 5: "an average pool function used
+    in the last layer") and its reference code's `avg_pool2d(layer4, 4)`;
+    its VGG-16 and CNN end with the flattened last pooling, which for VGG is
+    our `stage5_pool`. For any other model, its convolution layers (Conv,
+    DepthwiseConv, SeparableConv, ConvTranspose). Nested models are searched
+    too.
 
     Args:
         model: a built `keras.Model`.
@@ -164,6 +196,8 @@ def default_monitored_layers(model):
     >>> m = zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125)
     >>> default_monitored_layers(m)[:2]
     ['stem_conv1_relu', 'stage1_block2_out']
+    >>> default_monitored_layers(m)[-1]
+    'head_gap'
     """
     layers = list(iter_layers(model))
     convs = [layer for layer in layers if isinstance(layer, CONV_CLASSES)]
@@ -173,7 +207,11 @@ def default_monitored_layers(model):
             match = _STAGE_PREFIX.match(layer.name)
             if match:
                 last[match.group(1)] = layer.name
-        return list(last.values())
+        names = list(last.values())
+        pooled = _global_pool_of(layers, names[-1])
+        if pooled is not None:
+            names[-1] = pooled
+        return names
     return [layer.name for layer in convs]
 
 
@@ -211,39 +249,93 @@ def resolve_layers(model, layers, argument="layers"):
 # Trace-time recording.
 # --------------------------------------------------------------------------
 class _StepRecord:
-    """Moments recorded while one training step is traced."""
+    """What one training step records while it is traced.
+
+    `moments` maps a monitored layer's index to its `(n, s1, m2)` (float64
+    scalars: element count, sum, sum of squared deviations); `pending` holds
+    `(indices, values)` pieces of the accumulator update that the gradient
+    hook computed in the step's own graph, added by the step's one update.
+    """
 
     def __init__(self, collector):
         self.collector = collector
-        self.moments = {}  # layer index -> (n, mean, m2), float32 scalars
+        self.graph = tf.compat.v1.get_default_graph()
+        self.moments = {}
+        self.pending = []
 
     def add(self, index, outputs):
         tensor = tf.nest.flatten(outputs)[0]
-        x = tf.cast(tensor, tf.float32)
-        n = tf.cast(tf.size(x), tf.float32)
-        mean = tf.reduce_mean(x)
-        m2 = tf.reduce_sum(tf.square(x - mean))
-        if index in self.moments:
-            n0, mean0, m20 = self.moments[index]
+        n, s1, m2 = _moments(tensor)
+        if index in self.moments:  # a layer called twice: Chan's exact merge
+            n0, s10, m20 = self.moments[index]
             total = n0 + n
-            delta = mean - mean0
-            mean = mean0 + delta * n / total
-            m2 = m20 + m2 + tf.square(delta) * n0 * n / total
-            n = total
-        self.moments[index] = (n, mean, m2)
+            delta = _div(s1, n) - _div(s10, n0)
+            m2 = m20 + m2 + tf.square(delta) * _div(n0 * n, total)
+            n, s1 = total, s10 + s1
+        self.moments[index] = (n, s1, m2)
 
 
-def _combine_over_replicas(n, mean, m2):
-    """Exact moments of the global batch from per-replica moments (vectors)."""
+CANCELLATION_LIMIT = 4.0
+"""When `sum(x**2) > CANCELLATION_LIMIT * sum((x - mean)**2)` the one-pass
+moments lose too much to cancellation (relative error of the std about
+`3e-8 * limit`) and that tensor's step takes the exact shifted two-pass path."""
+
+
+def _div(a, b):
+    return tf.math.divide_no_nan(a, b)
+
+
+def _moments(tensor):
+    """`(n, s1, m2)` of the whole tensor as float64 scalars, fused one-pass.
+
+    `s1 = reduce_sum(x)` and `s2 = 2 * l2_loss(x)` are two float32 reductions
+    that read `x` and write nothing of its size; `m2 = s2 - s1**2 / n` is
+    formed in float64. That cancels when `mean**2 >> var` (the relative
+    error of `m2` is about `eps32 * s2 / m2`), so when `s2 > CANCELLATION_LIMIT
+    * m2` a `tf.cond` branch recomputes it exactly around the step's mean
+    `c` (`d = x - c`, then the same two reductions of `d`): typical ReLU / BN
+    outputs (`s2 / m2` about 1-3) never pay for that temporary.
+    """
+    x = tf.stop_gradient(tf.cast(tensor, tf.float32))
+    n = tf.cast(tf.size(x), tf.float64)
+    s1_32 = tf.reduce_sum(x)
+    s1 = tf.cast(s1_32, tf.float64)
+    s2 = tf.cast(2.0 * tf.nn.l2_loss(x), tf.float64)
+    m2 = s2 - _div(tf.square(s1), n)
+
+    def shifted():
+        c = tf.math.divide_no_nan(s1_32, tf.cast(tf.size(x), tf.float32))
+        d = x - c
+        d1 = tf.cast(tf.reduce_sum(d), tf.float64)
+        d2 = tf.cast(2.0 * tf.nn.l2_loss(d), tf.float64)
+        # The sum too, from the shift: exact enough for the replica merge.
+        return n * tf.cast(c, tf.float64) + d1, d2 - _div(tf.square(d1), n)
+
+    s1, m2 = tf.cond(s2 > CANCELLATION_LIMIT * m2, shifted, lambda: (s1, m2))
+    return n, s1, tf.maximum(m2, 0.0)
+
+
+def _combine_over_replicas(n, s1, m2):
+    """Exact moments of the global batch from per-replica vectors (float64).
+
+    One all-reduce (SUM, so any strategy, multi-worker included): each replica
+    writes its `(n, s1, m2)` into its own row of a `[replicas, 3, k]` array of
+    zeros, the sum gathers every replica's moments, and each replica merges
+    them with Chan's formula, `m2 = sum(m2_r) + sum(n_r * (mean_r - mean)**2)`,
+    which needs no cancelling difference of large sums.
+    """
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
-        return n, mean, m2
-    total_n, total_s = tf.unstack(
-        ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stack([n, n * mean])), axis=0
-    )
-    global_mean = total_s / total_n
-    total_m2 = ctx.all_reduce(tf.distribute.ReduceOp.SUM, m2 + n * tf.square(mean - global_mean))
-    return total_n, global_mean, total_m2
+        return n, s1, m2
+    replicas = ctx.num_replicas_in_sync
+    slot = tf.one_hot(ctx.replica_id_in_sync_group, replicas, dtype=tf.float64)
+    local = tf.stack([n, s1, m2])
+    gathered = ctx.all_reduce(tf.distribute.ReduceOp.SUM, slot[:, None, None] * local[None])
+    n_r, s1_r, m2_r = tf.unstack(gathered, axis=1)
+    total_n = tf.reduce_sum(n_r, axis=0)
+    total_s1 = tf.reduce_sum(s1_r, axis=0)
+    spread = n_r * tf.square(_div(s1_r, n_r) - _div(total_s1, total_n))
+    return total_n, total_s1, tf.reduce_sum(m2_r + spread, axis=0)
 
 
 @dataclasses.dataclass
@@ -257,10 +349,11 @@ class LayerStatisticsResult:
             `nan` when no step ran.
         gradients: `{layer: {"sum": [array], "abs_sum": [array], "norm": float,
             "steps": int}}` with the requested gradient statistics.
-        sums: raw accumulator totals, for consumers that difference windows:
-            `{"act_std": array[L], "act_mean": array[L], "act_steps": array[L],
-            "grad_norm": array[G], "grad_steps": float}`, index order of
-            `LayerStatistics.activation_layers` / `gradient_layers`.
+        sums: raw accumulator totals (float64), for consumers that
+            difference windows: `{"act_std": array[L], "act_mean": array[L],
+            "act_steps": array[L], "grad_norm": array[G], "grad_steps":
+            float}`, index order of `LayerStatistics.activation_layers` /
+            `gradient_layers`.
         frozen: `{layer: {"std": float, "mean": float, "epoch": int}}` for the
             monitored layers of a dropped / frozen prefix (see
             `LayerStatistics.freeze_layers`); `activations` already reports
@@ -301,6 +394,7 @@ class LayerStatistics:
         self._hooked_layers = []
         self._hooked_optimizer = None
         self._variables = {}
+        self._reset_fn = self._read_fn = None
         self._var_slots = {}
         self._epoch = None
         self._cache = None
@@ -408,6 +502,43 @@ class LayerStatistics:
         if step_model is not None and self._installed:
             self._hook_train_step(step_model)
 
+    def wrap_forward(self, fn):
+        """`fn`, recording the monitored layers it runs like a training step does.
+
+        For a forward pass outside any hooked train step that runs layers of
+        the model (Learn&Drop's tail pass building its feature cache): call
+        the result inside the traced function. Monitored layers not frozen
+        (e.g. a resumed run's dropped prefix without a value yet) are
+        accumulated as in a step; gradients are not involved. Adds nothing to
+        the graph when no such layer runs.
+
+        Args:
+            fn: the forward function.
+
+        Returns:
+            The wrapped function.
+        """
+        collector_ref = weakref.ref(self)
+
+        @functools.wraps(fn)
+        def forward(*args, **kwargs):
+            collector = collector_ref()
+            if collector is None or not collector._installed:
+                return fn(*args, **kwargs)
+            record = _StepRecord(collector)
+            stack = getattr(_STATE, "stack", None)
+            if stack is None:
+                stack = _STATE.stack = []
+            stack.append(record)
+            try:
+                outputs = fn(*args, **kwargs)
+            finally:
+                stack.pop()
+            collector._accumulate(record)
+            return outputs
+
+        return forward
+
     def freeze_layers(self, names, epoch, reason="dropped"):
         """Reports the monitored layers among `names` stable from now on.
 
@@ -452,10 +583,46 @@ class LayerStatistics:
         return dict(self._frozen)
 
     def reset(self):
-        """Sets every accumulator to zero."""
-        for var in self._variables.values():
-            var.assign(tf.zeros(var.shape, var.dtype))
+        """Sets every accumulator to zero (one op; one traced call when many)."""
+        variables = list(self._variables.values())
+        if len(variables) == 1:
+            variables[0].assign(tf.zeros(variables[0].shape, variables[0].dtype))
+        elif variables:
+            if self._reset_fn is None:
+
+                def reset_all():
+                    for var in variables:
+                        var.assign(tf.zeros(var.shape, var.dtype))
+
+                self._reset_fn = tf.function(reset_all, autograph=False)
+            self._reset_fn()
         self._cache = None
+
+    def _read_values(self):
+        """`{key: array}` of every accumulator, from one device call."""
+        keys = list(self._variables)
+        if len(keys) <= 1:
+            return {key: np.asarray(self._variables[key].numpy()) for key in keys}
+        if self._read_fn is None:
+            variables = [self._variables[key] for key in keys]
+            self._read_fn = tf.function(
+                lambda: [var.read_value() for var in variables], autograph=False
+            )
+        return {key: np.asarray(value) for key, value in zip(keys, self._read_fn())}
+
+    def _recorded(self, fn, *args, **kwargs):
+        """Traces `fn` with a fresh step record active, then adds it (one update)."""
+        record = _StepRecord(self)
+        stack = getattr(_STATE, "stack", None)
+        if stack is None:
+            stack = _STATE.stack = []
+        stack.append(record)
+        try:
+            outputs = fn(*args, **kwargs)
+        finally:
+            stack.pop()
+        self._accumulate(record)
+        return outputs
 
     def read(self):
         """Reads the accumulators once and returns a `LayerStatisticsResult`."""
@@ -465,8 +632,7 @@ class LayerStatistics:
             step = int(model.optimizer.iterations.numpy())
         if self._cache is not None and self._cache[0] == step:
             return self._cache[1]
-        values = {key: np.asarray(var.numpy()) for key, var in self._variables.items()}
-        result = self._assemble(values)
+        result = self._assemble(self._read_values())
         for name, entry in result.activations.items():
             if entry["steps"] and name not in self._frozen:
                 self._last_values[name] = (entry["std"], entry["mean"])
@@ -510,42 +676,46 @@ class LayerStatistics:
         self.activation_layers, self.gradient_layers, self.gradient_stats = wanted
         self._install()
 
-    def _install(self):
-        model = self._model_ref()
-        strategy = model.distribute_strategy
-        n_act = len(self.activation_layers)
+    def _make_variables(self, model):
+        """The accumulators: one float64 vector, plus per-weight gradient sums.
+
+        The vector holds, in this order, the per-layer sums over steps of
+        the activation std, mean and step count (`L` each), the per-layer
+        gradient norms (`G`) and the gradient step count (1); one
+        `assign_add` per step updates all of it.
+        """
+        n_act, n_grad = len(self.activation_layers), len(self.gradient_layers)
+        self._sizes = (n_act, n_grad)
         variables = {}
 
-        def make(name, shape, aggregation):
+        def make(name, shape, dtype):
+            # All per-step values are identical on every replica once
+            # combined, so the first replica's copy is the global total.
             return tf.Variable(
-                tf.zeros(shape, tf.float32),
+                tf.zeros(shape, dtype),
                 trainable=False,
                 name=f"kerascnn_layer_stats_{name}",
                 synchronization=tf.VariableSynchronization.ON_READ,
-                aggregation=aggregation,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
 
-        first = tf.VariableAggregation.ONLY_FIRST_REPLICA
-        with strategy.scope():
-            # All per-step values are identical on every replica once combined,
-            # so the first replica's copy is the global total.
-            variables["act_std"] = make("act_std", (n_act,), first)
-            variables["act_mean"] = make("act_mean", (n_act,), first)
-            variables["act_steps"] = make("act_steps", (n_act,), first)
-            if self.gradient_layers and self.gradient_stats:
-                variables["grad_steps"] = make("grad_steps", (), first)
-                if "norm" in self.gradient_stats:
-                    variables["grad_norm"] = make("grad_norm", (len(self.gradient_layers),), first)
-                for li, name in enumerate(self.gradient_layers):
-                    layer = find_layer(model, name)
-                    for wi, weight in enumerate(layer.trainable_weights):
-                        for stat in ("sum", "abs_sum"):
-                            if stat in self.gradient_stats:
-                                key = f"grad_{stat}/{li}/{wi}"
-                                variables[key] = make(
-                                    key.replace("/", "_"), tuple(weight.shape), first
-                                )
-        self._variables = variables
+        with model.distribute_strategy.scope():
+            variables["acc"] = make("acc", (3 * n_act + n_grad + 1,), tf.float64)
+            for li, name in enumerate(self.gradient_layers):
+                layer = find_layer(model, name)
+                for wi, weight in enumerate(layer.trainable_weights):
+                    for stat in ("sum", "abs_sum"):
+                        if stat in self.gradient_stats:
+                            key = f"grad_{stat}/{li}/{wi}"
+                            variables[key] = make(
+                                key.replace("/", "_"), tuple(weight.shape), tf.float32
+                            )
+        return variables
+
+    def _install(self):
+        model = self._model_ref()
+        self._variables = self._make_variables(model)
+        self._reset_fn = self._read_fn = None
         self._var_slots = {}
         for li, name in enumerate(self.gradient_layers):
             for wi, weight in enumerate(find_layer(model, name).trainable_weights):
@@ -592,6 +762,7 @@ class LayerStatistics:
         was_installed = self._installed
         self._installed = False
         self._variables = {}
+        self._reset_fn = self._read_fn = None
         self._var_slots = {}
         self.activation_layers, self.gradient_layers, self.gradient_stats = [], [], ()
         if model is not None:
@@ -653,17 +824,7 @@ class LayerStatistics:
             collector = collector_ref()
             if collector is None:
                 return original(data)
-            record = _StepRecord(collector)
-            stack = getattr(_STATE, "stack", None)
-            if stack is None:
-                stack = _STATE.stack = []
-            stack.append(record)
-            try:
-                outputs = original(data)
-            finally:
-                stack.pop()
-            collector._accumulate_activations(record)
-            return outputs
+            return collector._recorded(original, data)
 
         object.__setattr__(model, "train_step", train_step)
 
@@ -687,7 +848,7 @@ class LayerStatistics:
             collector = collector_ref()
             record = _active_record()
             if collector is not None and record is not None and record.collector is collector:
-                collector._accumulate_gradients(reduced)
+                collector._accumulate_gradients(reduced, record)
             return reduced
 
         object.__setattr__(inner, "_all_reduce_sum_gradients", all_reduce_sum_gradients)
@@ -696,26 +857,36 @@ class LayerStatistics:
     # ------------------------------------------------------------------
     # In-graph accumulation.
     # ------------------------------------------------------------------
-    def _accumulate_activations(self, record):
-        if not record.moments:
-            return
-        indices = sorted(record.moments)
-        n = tf.stack([record.moments[i][0] for i in indices])
-        mean = tf.stack([record.moments[i][1] for i in indices])
-        m2 = tf.stack([record.moments[i][2] for i in indices])
-        n, mean, m2 = _combine_over_replicas(n, mean, m2)
-        std = tf.sqrt(m2 / tf.maximum(n - 1.0, 1.0))
-        size = len(self.activation_layers)
-        idx = tf.constant([[i] for i in indices], tf.int32)
+    def _accumulate(self, record):
+        """The step's one accumulator update: activations and pending gradients."""
+        pieces = list(record.pending)
+        if record.moments:
+            indices = sorted(record.moments)
+            n, s1, m2 = (tf.stack([record.moments[i][k] for i in indices]) for k in range(3))
+            n, s1, m2 = _combine_over_replicas(n, s1, m2)
+            std = tf.sqrt(m2 / tf.maximum(n - 1.0, 1.0))
+            n_act = self._sizes[0]
+            where = indices + [n_act + i for i in indices] + [2 * n_act + i for i in indices]
+            pieces.append((where, tf.concat([std, _div(s1, n), tf.ones_like(std)], 0)))
+        if pieces:
+            self._add(pieces)
 
-        def scatter(values):
-            return tf.scatter_nd(idx, values, (size,))
+    def _add(self, pieces):
+        """One `assign_add` of the `(indices, values)` pieces into the vector."""
+        acc = self._variables["acc"]
+        where = [[i] for indices, _ in pieces for i in indices]
+        values = tf.concat([tf.cast(v, tf.float64) for _, v in pieces], 0)
+        acc.assign_add(tf.scatter_nd(tf.constant(where, tf.int32), values, acc.shape))
 
-        self._variables["act_std"].assign_add(scatter(std))
-        self._variables["act_mean"].assign_add(scatter(mean))
-        self._variables["act_steps"].assign_add(scatter(tf.ones_like(std)))
+    def _accumulate_gradients(self, grads_and_vars, record):
+        """Per-weight sums (one `assign_add` each) and per-layer norms.
 
-    def _accumulate_gradients(self, grads_and_vars):
+        The norms (`sqrt` of the layer's summed `2 * l2_loss`, fused
+        reductions) and the step count join the step's one vector update
+        when the gradients are computed in the step's own graph; inside a
+        branch (a `LossScaleOptimizer` applies under `tf.cond`) they are
+        added there, so a skipped step counts nothing.
+        """
         sq_norms = [[] for _ in self.gradient_layers]
         found = False
         for grad, var in grads_and_vars:
@@ -730,18 +901,37 @@ class LayerStatistics:
             if "abs_sum" in self.gradient_stats:
                 self._variables[f"grad_abs_sum/{li}/{wi}"].assign_add(tf.abs(g))
             if "norm" in self.gradient_stats:
-                sq_norms[li].append(tf.reduce_sum(tf.square(g)))
+                sq_norms[li].append(2.0 * tf.nn.l2_loss(g))
         if not found:
             return
+        base = 3 * self._sizes[0]
+        pieces = [([base + self._sizes[1]], tf.ones((1,), tf.float64))]
         if "norm" in self.gradient_stats:
-            norms = tf.stack([tf.sqrt(tf.add_n(s)) if s else tf.constant(0.0) for s in sq_norms])
-            self._variables["grad_norm"].assign_add(norms)
-        self._variables["grad_steps"].assign_add(1.0)
+            norms = [tf.sqrt(tf.add_n(s)) if s else tf.constant(0.0) for s in sq_norms]
+            pieces.append((list(range(base, base + len(norms))), tf.stack(norms)))
+        if tf.compat.v1.get_default_graph() is record.graph:
+            record.pending.extend(pieces)
+        else:
+            self._add(pieces)
 
     # ------------------------------------------------------------------
     # Host side.
     # ------------------------------------------------------------------
+    def _unpack(self, values):
+        """Splits the accumulator vector into the named `sums` arrays."""
+        acc = np.asarray(values.pop("acc", np.zeros(1)), np.float64)
+        n_act, n_grad = getattr(self, "_sizes", (0, 0))
+        values["act_std"] = acc[:n_act]
+        values["act_mean"] = acc[n_act : 2 * n_act]
+        values["act_steps"] = acc[2 * n_act : 3 * n_act]
+        if self.gradient_layers and self.gradient_stats:
+            if "norm" in self.gradient_stats:
+                values["grad_norm"] = acc[3 * n_act : 3 * n_act + n_grad]
+            values["grad_steps"] = float(acc[3 * n_act + n_grad])
+        return values
+
     def _assemble(self, values):
+        values = self._unpack(values)
         activations = {}
         steps = values.get("act_steps", np.zeros(0))
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -15,22 +15,77 @@ from kerascnn.callbacks.layer_stats import LayerStatistics, resolve_layers
 PAPER_PATIENCE = 3
 """The paper's rule: all layers unchanged at the check epoch and two more."""
 
+PRESETS = {
+    "paper": {"decimals": 2, "patience": PAPER_PATIENCE, "start_from_epoch": 0},
+    "reference": {"decimals": 2, "patience": 4, "start_from_epoch": 1},
+}
+"""Named settings of the rule.
+
+* `"paper"` (Sec. 3.3, Table 1): r = 2; δ = 0 for all layers at the check
+  epoch "and for two more epochs" (4 identical rounded epochs).
+* `"reference"`: the paper's public code (`solver_cbs.py`): from its 0-based
+  `epoch_count` 5 on, it stops when the last 5 rows of its rounded-mean CSV
+  are identical, i.e. 5 identical rounded epochs, the first of which is
+  epoch index >= 1 (`patience=4, start_from_epoch=1`). A flat sequence stops
+  at epoch index 5 (six epochs run), as the reference does.
+"""
+
+
+def _check_preset(preset):
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
+    return PRESETS[preset]
+
+
+def resolve_preset(preset="paper", decimals=None, patience=None, start_from_epoch=None):
+    """The rule's `(decimals, patience, start_from_epoch)`: the preset's, unless given.
+
+    Args:
+        preset: a key of `PRESETS`. Defaults to `"paper"`.
+        decimals, patience, start_from_epoch: explicit values override the
+            preset's. Default to None (the preset's).
+
+    Example:
+
+    >>> resolve_preset("reference")
+    (2, 4, 1)
+    >>> resolve_preset("reference", decimals=1)
+    (1, 4, 1)
+    """
+    values = _check_preset(preset)
+    return (
+        values["decimals"] if decimals is None else decimals,
+        values["patience"] if patience is None else patience,
+        values["start_from_epoch"] if start_from_epoch is None else start_from_epoch,
+    )
+
 
 def round_half_even(value, decimals):
-    """Rounds `value` to `decimals` places, ties to even (Python's `round`)."""
-    return round(float(value), decimals)
+    """Rounds `value` to `decimals` places as the reference code does.
+
+    The reference rounds the float64 epoch mean with pandas/numpy's
+    `round(decimals)` (`np.round`): scale by 10**decimals in float64, round
+    half to even, scale back. So `round_half_even(2.675, 2) == 2.68` (Python's
+    `round` gives 2.67, as does rounding the float32 value 2.6749999523).
+
+    Args:
+        value: a number, taken as float64.
+        decimals: the number of decimal places r.
+    """
+    return float(np.round(np.float64(value), decimals))
 
 
 class StabilityRule:
     """The stopping rule on a stream of per-epoch, per-layer means μ.
 
-    Each epoch `update(epoch, mu)` rounds every layer's μ half to even to
-    `decimals` places and compares it with the previous monitored epoch; an
-    epoch is *stable* when no layer's rounded μ changed (δ = 0 for all
-    layers). The rule fires at the epoch where `patience` consecutive epochs
-    have been stable, that is, `patience + 1` identical rounded values in a
-    row. Epochs with index below `start_from_epoch` are ignored. A NaN μ
-    resets the count and makes no decision.
+    Each epoch `update(epoch, mu)` rounds every layer's float64 μ to
+    `decimals` places as the reference code does (`round_half_even`) and
+    compares it with the previous monitored epoch; an epoch is *stable* when
+    no layer's rounded μ changed (δ = 0 for all layers). The rule fires at
+    the epoch where `patience` consecutive epochs have been stable, that is,
+    `patience + 1` identical rounded values in a row. Epochs with index below
+    `start_from_epoch` are ignored. A NaN μ resets the count and makes no
+    decision.
 
     Args:
         decimals: the rounding precision r. Defaults to 2.
@@ -83,14 +138,25 @@ class StabilityRule:
         return self.stable_epochs >= self.patience
 
 
-def stability_stop_epoch(mu_history, decimals=2, patience=PAPER_PATIENCE, start_from_epoch=0):
+def stability_stop_epoch(
+    mu_history, decimals=None, patience=None, start_from_epoch=None, preset="paper"
+):
     """The 0-based epoch at which the rule stops on a μ history, or None.
 
     Args:
         mu_history: a list (one entry per epoch) of `{layer: μ}` dicts.
-        decimals, patience, start_from_epoch: as in `StabilityRule`.
+        decimals, patience, start_from_epoch: as in `StabilityRule`. Default
+            to None (the preset's).
+        preset: `"paper"` or `"reference"` (see `PRESETS`). Defaults to
+            `"paper"`.
+
+    Example:
+
+    >>> flat = [{"l": 0.5}] * 8
+    >>> stability_stop_epoch(flat), stability_stop_epoch(flat, preset="reference")
+    (3, 5)
     """
-    rule = StabilityRule(decimals, patience, start_from_epoch)
+    rule = StabilityRule(*resolve_preset(preset, decimals, patience, start_from_epoch))
     for epoch, mu in enumerate(mu_history):
         if rule.update(epoch, mu):
             return epoch
@@ -103,20 +169,28 @@ class StabilityStopping(keras.callbacks.Callback):
     "When do CNNs stop learning?" (ICLR 2022 submission): at every training
     iteration take the unbiased standard deviation α of each monitored
     layer's whole output tensor (batch x H x W x C, training mode); the
-    epoch's μ is the mean of α over the epoch's iterations. Training stops
-    once the μ of every layer, rounded half to even to `decimals` places, is
-    unchanged for `patience` consecutive epochs. μ comes from the training
+    epoch's μ is the (float64) mean of α over the epoch's iterations.
+    Training stops once the μ of every layer, rounded to `decimals` places
+    with numpy's half-to-even `np.round` (as the reference code's pandas
+    `mean().round(r)`), is unchanged for `patience` consecutive epochs. μ comes from the training
     step itself (see `kerascnn.callbacks.layer_stats`): no validation data,
     no extra forward pass.
 
-    Two rules, both reachable:
+    Two rules, both reachable by name (`preset`, see `PRESETS`):
 
-    * The paper (Sec. 3.3, Table 1): δ = 0 for all layers at the check epoch
-      "and for two more epochs": `patience=3` (the default). Table 1's
-      ResNet-18/CIFAR-100 values are equal at epochs 73-76 (1-based), so the
-      rule fires at epoch 76 (`stopped_epoch == 75`, 0-based as in Keras).
-    * The public reference code: five identical rounded epochs, checking from
-      epoch 5 (1-based): `patience=4, start_from_epoch=4`.
+    * `preset="paper"` (the default; Sec. 3.3, Table 1): r = 2, δ = 0 for
+      all layers at the check epoch "and for two more epochs" (`patience=3`).
+      Table 1's ResNet-18/CIFAR-100 values are equal at epochs 73-76
+      (1-based), so the rule fires at epoch 76 (`stopped_epoch == 75`,
+      0-based as in Keras).
+    * `preset="reference"`: the paper's public code, five identical rounded
+      epochs from epoch index 1 on (`patience=4, start_from_epoch=1`): a
+      flat sequence stops at `stopped_epoch == 5` (the reference's
+      `epoch_count` 5, six epochs run).
+
+    Explicit `decimals`, `patience` or `start_from_epoch` override the
+    preset's value (e.g. `preset="reference", decimals=1` is the reference
+    run with `--precision_point 1`).
 
     `stability/<layer>` (the unrounded μ) is added to the epoch logs, so
     `History`, `CSVLogger` and `TensorBoard` placed after this callback see
@@ -136,33 +210,46 @@ class StabilityStopping(keras.callbacks.Callback):
     rule can still fire after a drop.
 
     Args:
-        decimals: rounding precision r. Defaults to 2 (the paper's choice).
-        patience: consecutive stable epochs before stopping. Defaults to 3.
+        decimals: rounding precision r. Defaults to None (the preset's: 2,
+            the paper's choice).
+        patience: consecutive stable epochs before stopping. Defaults to
+            None (the preset's: 3 for `"paper"`, 4 for `"reference"`).
         start_from_epoch: epochs with a smaller 0-based index are ignored.
-            Defaults to 0.
-        layers: `"auto"` (stage outputs of kerascnn zoo models, else every
-            convolution layer; see `default_monitored_layers`) or a list of
-            layer names. Defaults to `"auto"`.
+            Defaults to None (the preset's: 0 for `"paper"`, 1 for
+            `"reference"`).
+        layers: `"auto"` (for kerascnn zoo models the stage outputs, the last
+            one replaced by the global pooling the classifier sees, as the
+            paper's ResNet-18 "layer 18"; else every convolution layer; see
+            `default_monitored_layers`) or a list of layer names. Defaults to
+            `"auto"`.
         verbose: 0 or 1; 1 prints the stop and the compute saved. Defaults to 0.
         monitor_only: record when the rule fires but never stop. Defaults to
             False.
+        preset: `"paper"` or `"reference"`, the named settings above.
+            Defaults to `"paper"`.
 
     Example:
 
-    >>> model.fit(x, y, epochs=200, callbacks=[StabilityStopping(verbose=1)])
+    >>> callback = StabilityStopping(verbose=1)  # the paper's rule
+    >>> model.fit(x, y, epochs=200, callbacks=[callback])
     >>> callback.stopped_epoch, callback.fraction_saved
+    >>> StabilityStopping(preset="reference")  # the reference code's rule
     """
 
     def __init__(
         self,
-        decimals=2,
-        patience=PAPER_PATIENCE,
-        start_from_epoch=0,
+        decimals=None,
+        patience=None,
+        start_from_epoch=None,
         layers="auto",
         verbose=0,
         monitor_only=False,
+        preset="paper",
     ):
         super().__init__()
+        decimals, patience, start_from_epoch = resolve_preset(
+            preset, decimals, patience, start_from_epoch
+        )
         self._rule = StabilityRule(decimals, patience, start_from_epoch)
         if not (isinstance(layers, str) and layers == "auto"):
             if isinstance(layers, str):
@@ -181,6 +268,7 @@ class StabilityStopping(keras.callbacks.Callback):
         if not isinstance(monitor_only, bool):
             raise TypeError(f"monitor_only must be a bool. Received: monitor_only={monitor_only!r}")
         self.monitor_only = monitor_only
+        self.preset = preset
         self.decimals = decimals
         self.patience = patience
         self.start_from_epoch = start_from_epoch
@@ -204,17 +292,26 @@ class StabilityStopping(keras.callbacks.Callback):
         self._initial_epoch = None
         self._rule.reset()
 
+    def get_config(self):
+        """The constructor arguments, preset name included (`from_config` inverts it)."""
+        return {
+            "decimals": self.decimals,
+            "patience": self.patience,
+            "start_from_epoch": self.start_from_epoch,
+            "layers": copy.deepcopy(self.layers),
+            "verbose": self.verbose,
+            "monitor_only": self.monitor_only,
+            "preset": self.preset,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def __deepcopy__(self, memo):
         # keras-tuner deep-copies callbacks: copy the configuration and the
         # results, never the model, the collector or its variables.
-        new = type(self)(
-            decimals=self.decimals,
-            patience=self.patience,
-            start_from_epoch=self.start_from_epoch,
-            layers=copy.deepcopy(self.layers, memo),
-            verbose=self.verbose,
-            monitor_only=self.monitor_only,
-        )
+        new = type(self).from_config(copy.deepcopy(self.get_config(), memo))
         for attr in (
             "stopped_epoch",
             "stable_epoch",
@@ -242,7 +339,11 @@ class StabilityStopping(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         result = self._stats.read()
-        mu = {name: result.activations[name]["std"] for name in self.monitored_layers}
+        # float64, as the reference's pandas mean: rounding 2.675 must give 2.68.
+        mu = {
+            name: float(np.float64(result.activations[name]["std"]))
+            for name in self.monitored_layers
+        }
         self.frozen_layers = {n: v for n, v in result.frozen.items() if n in mu}
         self.history.append(mu)
         self.epochs_run += 1

@@ -6,6 +6,8 @@ Example:
     kerascnn optimize mobilenet --theta 0.1
     kerascnn optimize resnet50 --input-shape 224,224,3 --theta 0.25 --json
     kerascnn optimize vgg16 --theta 0 --rule paper --kernel dw_rpw --groups 2 --overlap 0.5
+    kerascnn optimize vgg16 --kernel dw_gpw --groups 4 --no-fallback --measure
+    kerascnn optimize resnet50 --theta-scan
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def _optimized(args):
     final, report = transform(
         base,
         organize=True,
-        theta=_float(args.theta, "--theta"),
+        theta=None if args.theta is None else _float(args.theta, "--theta"),
         alpha=_float(args.alpha, "--alpha"),
         rule=args.rule,
         template=template,
@@ -120,6 +122,7 @@ def _optimized(args):
         kernel=args.kernel,
         kernel_groups=args.groups,
         kernel_overlap=_float(args.overlap, "--overlap"),
+        kernel_fallback=not args.no_fallback,
         input_shape=input_shape,
         return_report=True,
     )
@@ -127,9 +130,105 @@ def _optimized(args):
     return spec, final, report.organizer, report.decomposer, input_shape
 
 
-def _run_optimize(args):
+def _print_theta_scan(args):
+    """`kerascnn optimize MODEL --theta-scan`: layouts reached over theta, per rule."""
+    from kerascnn.transforms import organizer
+
+    base, input_shape = _spec_and_shape(args, transforms=False)
+    scan = organizer.theta_scan(base, input_shape, alpha=_float(args.alpha, "--alpha"))
+    paper = organizer.PAPER_LAYOUTS.get(args.model)
+    if args.json:
+        data = {
+            "model": base.name,
+            "input_shape": list(input_shape),
+            "paper_layout": list(paper) if paper else None,
+            "scan": {r: [i.to_dict() for i in ivs] for r, ivs in scan.items()},
+        }
+        print(json.dumps(data, indent=2))
+        return 0
+    print(
+        f"{base.name} at {'x'.join(map(str, input_shape))}, alpha={args.alpha}: organizer "
+        "layouts over theta >= 0 (exact intervals: the organizer is rerun between and at "
+        "the gains it compares with theta)"
+    )
+    print(
+        f"layout before: {list(organizer.body_depths(base))}; paper's layout: "
+        f"{list(paper) if paper else '-'}"
+    )
+    for rule in organizer.RULES:
+        print(f"rule={rule}:")
+        for interval in scan[rule]:
+            mark = "  <- paper" if paper and tuple(interval.depths) == tuple(paper) else ""
+            print(f"  theta in {interval.describe():<20} -> {list(interval.depths)}{mark}")
+    return 0
+
+
+def _measure(spec, final, input_shape, args, macs):
+    """Times a training step before and after; prints the speed-up and the MAC ratio."""
+    import keras
+
+    from kerascnn.builder.model import build_model
+    from kerascnn.observe.step_time import measure_train_step
+
+    keras.utils.set_random_seed(0)
+    before = build_model(spec, input_shape=input_shape, classes=args.classes)
+    after = build_model(final, input_shape=input_shape, classes=args.classes)
+    models = {"before": before, "before (A/A)": before, "after": after}
+    result = measure_train_step(
+        models, batch_size=args.batch_size, steps=args.steps, repeats=args.repeats
+    )
+    ms = {k: 1000 * v for k, v in result["median"].items()}
+    print(
+        f"train step (batch {args.batch_size}, {args.steps} steps x {args.repeats} rounds, "
+        f"interleaved, after {result['warmup']} warm-up steps; medians):"
+    )
+    print(f"  before: {ms['before']:.1f} ms   after: {ms['after']:.1f} ms")
+    speedup = 1 / result["median_ratio"]["after"]
+    print(
+        f"  measured speed-up: {speedup:.2f}x (paired median)   "
+        f"MAC ratio: {macs[0] / macs[1]:.2f}x   "
+        f"A/A control: {1 / result['median_ratio']['before (A/A)']:.2f}x"
+    )
+    return {
+        "median_ms": ms,
+        "speedup": speedup,
+        "mac_ratio": macs[0] / macs[1],
+        "aa_control": 1 / result["median_ratio"]["before (A/A)"],
+        "ratios": result["ratios"],
+    }
+
+
+def _print_optimized(args, spec, result, report, before, after):
     from kerascnn.transforms import organizer, rf3d
 
+    print(
+        f"{spec.name} at {'x'.join(map(str, result.input_shape))}, theta={result.theta}, "
+        f"alpha={result.alpha}, rule={result.rule}"
+    )
+    print(f"stages before: {list(organizer.body_depths(spec))}")
+    print(f"stages after:  {list(organizer.body_depths(result.spec))}")
+    print("steps:")
+    for step in result.steps:
+        print("  " + step.describe())
+    print(
+        f"total gain: {rf3d.total_gain(result.before):.4f} -> {rf3d.total_gain(result.after):.4f}"
+    )
+    if report is not None:
+        fallbacks = [s["fallback"] for s in report["stages"] if s["fallback"]]
+        shrunk = [str(s["stage"]) for s in report["stages"] if not s["quality_final"]]
+        print(
+            f"kernels: {args.kernel} (groups={args.groups}, overlap={args.overlap}); "
+            f"{len(report['replaced'])} convolutions replaced"
+            + (f"; DW+PW fallback: {', '.join(fallbacks)}" if fallbacks else "")
+            + (f"; 3DRF shrinks in stage(s) {', '.join(shrunk)}" if shrunk else "")
+        )
+    print(f"params: {before['params']:,} -> {after['params']:,}")
+    print(f"MACs:   {before['macs']:,} -> {after['macs']:,}")
+
+
+def _run_optimize(args):
+    if args.theta_scan:
+        return _print_theta_scan(args)
     spec, final, result, report, input_shape = _optimized(args)
     before = model_totals(spec, input_shape, args.classes)
     after = model_totals(final, input_shape, args.classes)
@@ -142,30 +241,20 @@ def _run_optimize(args):
         decomposer=report,
         final_spec=final.to_dict(),
     )
+    if not args.json:
+        _print_optimized(args, spec, result, report, before, after)
+    if args.measure:
+        macs = (before["macs"], after["macs"])
+        if args.json:
+            import contextlib
+            import io
+
+            with contextlib.redirect_stdout(io.StringIO()):
+                data["measure"] = _measure(spec, final, input_shape, args, macs)
+        else:
+            _measure(spec, final, input_shape, args, macs)
     if args.json:
         print(json.dumps(data, indent=2))
-        return 0
-    print(
-        f"{spec.name} at {'x'.join(map(str, input_shape))}, theta={result.theta}, "
-        f"alpha={result.alpha}, rule={args.rule}"
-    )
-    print(f"stages before: {list(organizer.body_depths(spec))}")
-    print(f"stages after:  {list(organizer.body_depths(result.spec))}")
-    print("steps:")
-    for step in result.steps:
-        print("  " + step.describe())
-    print(
-        f"total gain: {rf3d.total_gain(result.before):.4f} -> {rf3d.total_gain(result.after):.4f}"
-    )
-    if report is not None:
-        fallbacks = [s["fallback"] for s in report["stages"] if s["fallback"]]
-        print(
-            f"kernels: {args.kernel} (groups={args.groups}, overlap={args.overlap}); "
-            f"{len(report['replaced'])} convolutions replaced"
-            + (f"; DW+PW fallback: {', '.join(fallbacks)}" if fallbacks else "")
-        )
-    print(f"params: {before['params']:,} -> {after['params']:,}")
-    print(f"MACs:   {before['macs']:,} -> {after['macs']:,}")
     return 0
 
 
@@ -181,13 +270,22 @@ def add_optimize_parser(subparsers):
             "and parameters and MACs before and after."
         ),
     )
-    parser.add_argument("--theta", default="0.1", help="organizer threshold (default: 0.1)")
+    parser.add_argument(
+        "--theta",
+        default=None,
+        help="organizer threshold (default: the model's: 0 for VGG as in the paper, else 0.1)",
+    )
     parser.add_argument("--alpha", default="3", help="decay of the gain (default: 3)")
     parser.add_argument(
         "--rule",
-        default="saturated",
+        default=None,
         choices=("saturated", "paper"),
-        help="move/remove/stop rule (default: saturated)",
+        help="move/remove/stop rule (default: the model's: paper for VGG, else saturated)",
+    )
+    parser.add_argument(
+        "--theta-scan",
+        action="store_true",
+        help="print the layouts reached over theta, for both rules, and exit",
     )
     parser.add_argument(
         "--kernel",
@@ -197,6 +295,22 @@ def add_optimize_parser(subparsers):
     )
     parser.add_argument("--groups", type=int, default=2, help="GPW/RPW groups (default: 2)")
     parser.add_argument("--overlap", default="0.5", help="RPW overlap in [0, 1) (default: 0.5)")
+    parser.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="replace every convolution with the block, even where a stage's 3DRF shrinks "
+        "(the paper's Table 6 counts); default: full PW there",
+    )
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="time a training step before and after (interleaved, paired median)",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="--measure batch (default: 32)")
+    parser.add_argument(
+        "--steps", type=int, default=5, help="--measure steps per round (default: 5)"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="--measure rounds (default: 5)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=_run_optimize)
     return parser

@@ -8,6 +8,7 @@ checks, their kernel and bias, their output shape, their MAC count
 """
 
 import keras
+from keras import ops
 
 from kerascnn import _checks
 
@@ -82,6 +83,19 @@ class FactorizedPointwiseConv2D(keras.layers.Layer):
             else None
         )
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+
+    def _to_rows(self, inputs):
+        """`(batch, h, w, C)` -> `(batch * h * w, C)`, and the output shape to restore."""
+        shape = ops.shape(inputs)
+        rows = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        return rows, (shape[0], shape[1], shape[2], self.filters)
+
+    def _finish(self, rows, out_shape):
+        """`(pixels, filters)` rows -> `(batch, h, w, filters)`, plus the bias."""
+        y = ops.reshape(rows, out_shape)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.filters,)

@@ -36,6 +36,8 @@ CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_STATE = "state.json"
 #: `kerascnn.callbacks.learn_drop.dropping.STATE_FILE`, kept with the checkpoint.
 LEARN_DROP_STATE = "learn_drop_state.json"
+#: `kerascnn.callbacks.swa` state files (`swa_state_<epoch>.npz`), kept with the checkpoint.
+SWA_STATE_PREFIX = "swa_state_"
 #: Arguments that may differ from the run's when resuming (nothing they change is trained).
 RESUME_SAFE_ARGS = ("verbose", "data_dir", "plots")
 
@@ -151,6 +153,7 @@ def remove_checkpoint(output_dir):
         ours = name in (CHECKPOINT_STATE, LEARN_DROP_STATE) or name.endswith(
             (".weights.h5", ".tmp")
         )
+        ours = ours or name.startswith(SWA_STATE_PREFIX)
         if ours:
             os.remove(os.path.join(directory, name))
     if not os.listdir(directory):
@@ -282,7 +285,7 @@ def resume_notes(state, plugin_callbacks, swa_callback):
     if not state:
         return []
     restarted = [k for k in ("stability_stopping", "layer_freezing") if k in plugin_callbacks]
-    restarted += ["swa"] if swa_callback is not None else []
+    restarted += ["swa"] if swa_callback is not None and not swa_callback.backup_dir else []
     note = f"resumed after epoch {state['epoch']}"
     if restarted:
         note += f" ({', '.join(restarted)} restarted their state at that epoch)"

@@ -163,6 +163,23 @@ class TrainConfig:
         float,
         off=False,
     )
+    swa_lr: float | None = _option(
+        None,
+        "SWA-phase learning rate (SWA paper / Composer; default: keep the schedule)",
+        type=float,
+        metavar="LR",
+        group=TECHNIQUES,
+    )
+    swa_anneal_epochs: int = _option(
+        0, "epochs annealing (cos) to --swa-lr (default: 0)", type=int, group=TECHNIQUES
+    )
+    swa_cycle_epochs: int | None = _option(
+        None,
+        "cyclical SWA schedule: cycles of C epochs ending at --swa-lr, averaged at their ends",
+        type=int,
+        metavar="C",
+        group=TECHNIQUES,
+    )
     sam: object = _optional_value(
         DEFAULT_SAM_RHO,
         f"sharpness-aware minimisation (default rho: {DEFAULT_SAM_RHO})",
@@ -281,7 +298,42 @@ class TrainConfig:
             ),
             label_smoothing=_checks.check_fraction(self.label_smoothing, "label_smoothing"),
             lr_schedule=lr_schedule,
+            **self._checked_swa_schedule(),
         )
+
+    def _checked_swa_schedule(self):
+        """`swa_lr` / `swa_anneal_epochs` / `swa_cycle_epochs` (need `swa`; see the callback)."""
+        checked = dict(
+            swa_lr=_checks.check_positive_number(self.swa_lr, "swa_lr", allow_none=True),
+            swa_anneal_epochs=_checks.check_non_negative_int(
+                self.swa_anneal_epochs, "swa_anneal_epochs"
+            ),
+            swa_cycle_epochs=_checks.check_positive_int(
+                self.swa_cycle_epochs, "swa_cycle_epochs", allow_none=True
+            ),
+        )
+        given = [
+            name
+            for name, value in (
+                ("swa_lr", self.swa_lr),
+                ("swa_anneal_epochs", self.swa_anneal_epochs or None),
+                ("swa_cycle_epochs", self.swa_cycle_epochs),
+            )
+            if value is not None
+        ]
+        if given and self.swa in (None, False):
+            raise ValueError(
+                f"{given[0]} needs swa. Received: swa={self.swa!r}, "
+                f"{given[0]}={getattr(self, given[0])!r}"
+            )
+        if given and self.swa_lr is None:
+            raise ValueError(f"{given[0]} needs swa_lr (the SWA-phase rate). Received: swa_lr=None")
+        if self.swa_cycle_epochs is not None and self.swa_anneal_epochs:
+            raise ValueError(
+                "swa_anneal_epochs applies to the constant SWA schedule only (not with "
+                f"swa_cycle_epochs). Received: swa_anneal_epochs={self.swa_anneal_epochs!r}"
+            )
+        return checked
 
     @property
     def one_hot(self):

@@ -73,6 +73,8 @@ def _learn_drop_report(key):
             "warmup_epochs": getattr(callback, "warmup_epochs", None),
             "dropped_convs": getattr(callback, "dropped", None),
             "cut": getattr(callback, "cut", None),
+            # LayerDropping: one entry per cache build (set-up times, cache bytes, traces).
+            "builds": [dict(t) for t in getattr(callback, "timings", [])],
         }
 
     return report_fn

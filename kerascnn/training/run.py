@@ -154,6 +154,9 @@ def train(
     label_smoothing=0.0,
     one_cycle=False,
     swa=False,
+    swa_lr=None,
+    swa_anneal_epochs=0,
+    swa_cycle_epochs=None,
     sam=None,
     layer_metrics=False,
     layer_dropping=False,
@@ -227,6 +230,14 @@ def train(
         swa: False, True (average from 75% of the planned epochs) or the
             start fraction: `kerascnn.callbacks.StochasticWeightAveraging`,
             batch norm re-estimated on the (un-augmented) training data.
+        swa_lr: None (the SWA phase keeps `lr_schedule`, the efficient-CNN
+            paper's setting) or the SWA-phase learning rate (SWA paper's
+            constant schedule). Defaults to None.
+        swa_anneal_epochs: epochs over which the rate anneals (cosine) to
+            `swa_lr` when the phase starts. Defaults to 0 (at once).
+        swa_cycle_epochs: None (constant) or the SWA paper's cyclical
+            schedule with cycles of this many epochs, from the current rate
+            down to `swa_lr`, averaged at the cycle ends. Defaults to None.
         sam: None/False (off), True (rho 0.05) or rho:
             `kerascnn.training.sam.enable_sam`. Each step costs two forward and two
             backward passes.
@@ -257,8 +268,9 @@ def train(
     restarts its epoch at the beginning of the data pipeline, restores
     LayerDropping's cut (the feature cache is rebuilt from raw data) and
     the learning-rate schedule (the optimizer's step count); the histories
-    of StabilityStopping, LayerFreezing's decisions and SWA's average start
-    afresh at the resumed epoch (a note in the report says so). The
+    of StabilityStopping and LayerFreezing's decisions start afresh at the
+    resumed epoch (a note in the report says so); SWA's running average is
+    kept in the checkpoint and carries over. The
     checkpoint is removed when the run finishes.
 
     With mixup or label smoothing the labels are one-hot during `fit`
@@ -587,7 +599,14 @@ def _technique_callbacks(config, run):
             **_load_kwargs(config),
         )
         run.swa_callback = StochasticWeightAveraging(
-            start=config.swa, data=bn_data, verbose=1 if config.verbose else 0
+            start=config.swa,
+            data=bn_data,
+            verbose=1 if config.verbose else 0,
+            swa_lr=config.swa_lr,
+            schedule="constant" if config.swa_cycle_epochs is None else "cyclical",
+            anneal_epochs=config.swa_anneal_epochs,
+            cycle_epochs=config.swa_cycle_epochs or 1,
+            backup_dir=os.path.join(run.output_dir, ckpt.CHECKPOINT_DIR),
         )
         run.technique_callbacks.append(run.swa_callback)
     if config.layer_metrics:

@@ -157,6 +157,17 @@ def enable_sam(model, rho=0.05, epsilon=1e-12):
         )
     _check_args(rho, epsilon)
     rho, epsilon = float(rho), float(epsilon)
+    if rho == 0:
+        import warnings
+
+        from kerascnn._warnings import NoEffectWarning
+
+        warnings.warn(
+            "enable_sam(rho=0) trains exactly as without SAM, at twice the cost per step. "
+            "Pass rho > 0 (the paper's and Composer's 0.05).",
+            NoEffectWarning,
+            stacklevel=2,
+        )
 
     def train_step(self, data):
         return sam_train_step(self, data, rho=rho, epsilon=epsilon)

@@ -22,12 +22,19 @@ Each iteration has three sub-steps:
    can then move units forever between stages whose gains are all far above
    `theta`). `rule="paper"` applies the three cases literally and stops when
    none applies, when a layout repeats, or after `max_steps`.
-   `rule="saturated"` (the default) reads `theta` as the paper describes it,
-   the border between a useful unit and a saturated one: only a saturated
-   candidate (`D_min < theta`) is moved or removed, and the organizer stops as
-   soon as the candidate is useful (`D_min >= theta`); it is the rule under
-   which the paper's ResNet-50 and MobileNet layouts come out (see
-   docs/rf3d.md).
+   `rule="saturated"` reads `theta` as the paper describes it, the border
+   between a useful unit and a saturated one: only a saturated candidate
+   (`D_min < theta`) is moved or removed, and the organizer stops as soon as
+   the candidate is useful (`D_min >= theta`); it is the rule under which the
+   paper's ResNet-50 and MobileNet layouts come out (see docs/rf3d.md).
+
+Defaults (`theta=None`, `rule=None`, see `default_settings`): the paper sets
+theta = 0 for VGG and gives no value for other networks. VGG therefore gets
+theta = 0 with the paper's rule (the saturated rule never acts at theta =
+0), which gives VGG16-opt {5,4,2,1,1}; every other model gets the fitted
+theta = 0.1 with the saturated rule (MobileNet {4,4,2,2,1} at CIFAR
+geometry). `theta_scan` lists, for both rules, the theta intervals that give
+each layout, so that a fitted theta is visible as such.
 
 Movable units: units of body stages (not stems) with stride 1, and a stage
 always keeps at least one unit (its first, possibly strided, unit is never
@@ -52,6 +59,38 @@ from kerascnn.transforms import rf3d
 
 RULES = ("saturated", "paper")
 TIE_BREAKS = ("first", "last")
+
+#: The paper's organized layouts (body stages; section 5.1, Table 3).
+PAPER_LAYOUTS = {
+    "vgg16": (5, 4, 2, 1, 1),
+    "vgg19": (6, 4, 3, 2, 1),
+    "resnet50": (5, 5, 4, 2),
+    "mobilenet": (4, 4, 2, 2, 1),
+}
+
+#: theta and rule of models other than VGG (fitted: the paper gives none).
+FITTED_THETA = 0.1
+
+
+def default_settings(spec):
+    """The organizer's default `(theta, rule)` for a spec.
+
+    VGG (`spec.family == "vgg"` or a name starting with "vgg"): theta = 0 as the
+    paper sets it ("theta is set to 0 for VGG", section 4.1), with the
+    paper's three-case rule. Other models: theta = 0.1 (fitted, see
+    `theta_scan` and docs/rf3d.md) with the saturated rule.
+
+    Example:
+
+    >>> from kerascnn.zoo import vgg
+    >>> default_settings(vgg.vgg_spec("vgg16"))
+    (0.0, 'paper')
+    """
+    family = str(getattr(spec, "family", "") or "")
+    name = str(getattr(spec, "name", "") or "")
+    if family.lower().startswith("vgg") or name.lower().startswith("vgg"):
+        return 0.0, "paper"
+    return FITTED_THETA, "saturated"
 
 
 def check_theta(theta):
@@ -119,10 +158,12 @@ class OrganizerResult:
     alpha: float
     input_shape: tuple
     original: object = None  # the input spec
+    rule: str | None = None
 
     def to_dict(self):
         return {
             "theta": self.theta,
+            "rule": self.rule,
             "alpha": self.alpha,
             "input_shape": list(self.input_shape),
             "depths_before": list(body_depths(self.original)),
@@ -251,10 +292,10 @@ def _step(number, current, stages, theta, alpha, input_shape, rule, tie_break):
 
 def organize(
     spec,
-    theta=0.0,
+    theta=None,
     alpha=rf3d.DEFAULT_ALPHA,
     input_shape=(32, 32, 3),
-    rule="saturated",
+    rule=None,
     tie_break="last",
     max_steps=200,
 ):
@@ -262,11 +303,14 @@ def organize(
 
     Args:
         spec: a `kerascnn.arch.spec.ArchSpec`.
-        theta: the threshold (finite, >= 0). Defaults to 0 (the paper's VGG value).
+        theta: the threshold (finite, >= 0). Defaults to None: the model's
+            default (`default_settings`: 0 for VGG as in the paper, else 0.1).
         alpha: decay of the gain (> 0). Defaults to 3.
         input_shape: `(height, width, channels)`, square. Defaults to
             `(32, 32, 3)` (CIFAR).
-        rule: `"saturated"` (default) or `"paper"`; see the module docstring.
+        rule: `"saturated"` or `"paper"`; see the module docstring. Defaults
+            to None: the model's default (`"paper"` for VGG, else
+            `"saturated"`).
         tie_break: which stage is the source when several last units have the
             same minimum gain: `"last"` (default, the deepest stage) or
             `"first"`.
@@ -275,7 +319,9 @@ def organize(
     Returns:
         An `OrganizerResult` with the new spec and the step log.
     """
-    theta = check_theta(theta)
+    default_theta, default_rule = default_settings(spec)
+    theta = check_theta(default_theta if theta is None else theta)
+    rule = default_rule if rule is None else rule
     alpha = rf3d.check_alpha(alpha)
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}. Received: rule={rule!r}")
@@ -320,4 +366,130 @@ def organize(
                 reason=f"max_steps={max_steps} reached",
             )
         )
-    return OrganizerResult(current, steps, before, stages, theta, alpha, input_shape, spec)
+    return OrganizerResult(current, steps, before, stages, theta, alpha, input_shape, spec, rule)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThetaInterval:
+    """A theta interval over which the organizer reaches one layout."""
+
+    rule: str
+    low: float
+    high: float  # math.inf for the last interval
+    low_closed: bool
+    high_closed: bool
+    depths: tuple
+
+    def describe(self):
+        high = "inf" if math.isinf(self.high) else f"{self.high:.4f}"
+        return (
+            f"{'[' if self.low_closed else '('}{self.low:.4f}, {high}"
+            f"{']' if self.high_closed else ')'}"
+        )
+
+    def to_dict(self):
+        data = dataclasses.asdict(self)
+        data["depths"] = list(self.depths)
+        data["high"] = None if math.isinf(self.high) else self.high
+        return data
+
+
+def _critical(result):
+    """The gains a run compared with theta (where its decisions can change)."""
+    values = set()
+    for step in result.steps:
+        for value in (step.delta_min, step.delta_max):
+            if value is not None and math.isfinite(value) and value >= 0:
+                values.add(float(value))
+    return values
+
+
+def _merge(rule, pieces):
+    """Sorted pieces `(low, high, low_closed, high_closed, depths)` -> `ThetaInterval`s."""
+    pieces = sorted(pieces, key=lambda p: (p[0], 0 if p[2] else 1))
+    merged = []
+    for low, high, low_closed, high_closed, depths in pieces:
+        if merged and merged[-1][4] == depths:
+            merged[-1][1], merged[-1][3] = high, high_closed
+        else:
+            merged.append([low, high, low_closed, high_closed, depths])
+    return [ThetaInterval(rule, *m) for m in merged]
+
+
+def _scan_rule(rule, run):
+    """Covers theta in [0, inf) with pieces of constant trajectory (see `theta_scan`)."""
+    pieces, stack = [], [(0.0, math.inf)]
+
+    def point(theta):
+        pieces.append((theta, theta, True, True, run(theta)[0]))
+
+    point(0.0)
+    while stack:
+        low, high = stack.pop()
+        middle = low + 1.0 if math.isinf(high) else (low + high) / 2
+        if not low < middle < high:
+            continue
+        depths, critical = run(middle)
+        if middle in critical:
+            point(middle)
+            stack += [(low, middle), (middle, high)]
+            continue
+        a = max([c for c in critical if c < middle], default=low)
+        b = min([c for c in critical if c > middle], default=high)
+        a, b = max(a, low), min(b, high)
+        pieces.append((a, b, False, False, depths))
+        for end, part in ((a, (low, a)), (b, (b, high))):
+            if part[0] < part[1]:
+                point(end)
+                stack.append(part)
+    return _merge(rule, pieces)
+
+
+def theta_scan(
+    spec,
+    input_shape=(32, 32, 3),
+    rules=RULES,
+    alpha=rf3d.DEFAULT_ALPHA,
+    tie_break="last",
+):
+    """The layouts the organizer reaches over theta >= 0, per rule, as exact intervals.
+
+    A run's decisions depend on theta only through comparisons with the gains
+    it meets (`D_min`, `D'_max` of its steps), so a run at theta gives the same
+    layout for every theta between the nearest of its own gains below and
+    above. The scan starts at theta = 0 and covers [0, inf) with such
+    intervals (running the organizer at each interval's middle and at each
+    gain that bounds it), then merges neighbours with the same layout.
+
+    Args:
+        spec: a `kerascnn.arch.spec.ArchSpec`.
+        input_shape: `(height, width, channels)` of the 3DRF geometry.
+            Defaults to `(32, 32, 3)`.
+        rules: the rules to scan. Defaults to `("saturated", "paper")`.
+        alpha: decay of the gain. Defaults to 3.
+        tie_break: see `organize`. Defaults to `"last"`.
+
+    Returns:
+        A dict `{rule: [ThetaInterval, ...]}` covering theta in [0, inf).
+
+    Example:
+
+    >>> from kerascnn.zoo import vgg
+    >>> scan = theta_scan(vgg.vgg_spec("vgg16"), rules=("paper",))
+    >>> scan["paper"][0].describe(), scan["paper"][0].depths
+    ('[0.0000, 0.3678)', (5, 4, 2, 1, 1))
+    """
+    scans = {}
+    for rule in rules:
+        if rule not in RULES:
+            raise ValueError(f"rules must be among {RULES}. Received: rules={rules!r}")
+        cache = {}
+
+        def run(theta, rule=rule, cache=cache):
+            if theta not in cache:
+                result = organize(spec, theta, alpha, input_shape, rule, tie_break)
+                cache[theta] = (body_depths(result.spec), _critical(result))
+            return cache[theta]
+
+        scans[rule] = _scan_rule(rule, run)
+    return scans

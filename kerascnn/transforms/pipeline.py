@@ -105,8 +105,12 @@ def _check_options(spec, options):
         decomposer.check_kernel(kernel)
     _checks.check_bool(options["organize"], "organize")
     if options["organize"]:
-        organizer.check_theta(options["theta"])
+        if options["theta"] is not None:
+            organizer.check_theta(options["theta"])
+        if options["rule"] is not None:
+            _checks.check_one_of(options["rule"], "rule", organizer.RULES)
         rf3d.check_alpha(options["alpha"])
+    _checks.check_bool(options["kernel_fallback"], "kernel_fallback")
     if options["filters"] is not None:
         options["filters"] = _check_filters(options["filters"])
     options["input_shape"] = tuple(options["input_shape"] or DEFAULT_INPUT_SHAPE)
@@ -145,6 +149,7 @@ def _apply(spec, o):
             overlap=o["kernel_overlap"],
             shuffle=o["kernel_shuffle"],
             input_shape=o["input_shape"],
+            fallback=o["kernel_fallback"],
         )
     return spec, TransformReport(organizer=organized, decomposer=decomposed, before=before)
 
@@ -155,15 +160,16 @@ def transform(
     stages=None,
     filters=None,
     organize=False,
-    theta=0.0,
+    theta=None,
     alpha=rf3d.DEFAULT_ALPHA,
-    rule="saturated",
+    rule=None,
     template="base",
     width_multiplier=1.0,
     kernel=None,
     kernel_groups=2,
     kernel_overlap=0.5,
     kernel_shuffle=True,
+    kernel_fallback=True,
     round_to_groups=False,
     input_shape=None,
     max_units=None,
@@ -180,10 +186,12 @@ def transform(
         filters: optional explicit per-layer (per-block) filters. Defaults to None.
         organize: reorganize the stages with the 3DRF stage organizer
             (`kerascnn.transforms.organizer.organize`). Defaults to False.
-        theta: the organizer's threshold (finite, >= 0). Defaults to 0.0.
+        theta: the organizer's threshold (finite, >= 0). Defaults to None:
+            the model's default (`organizer.default_settings`: 0 for VGG, as
+            the paper sets it, else the fitted 0.1).
         alpha: decay of the 3DRF gain (> 0). Defaults to 3.0.
         rule: the organizer's rule, `"saturated"` or `"paper"`. Defaults to
-            `"saturated"`.
+            None: the model's default (`"paper"` for VGG, else `"saturated"`).
         template: a filter-distribution template of
             `kerascnn.transforms.templates.TEMPLATES`. Defaults to `"base"`.
         width_multiplier: positive float applied after the template.
@@ -193,6 +201,10 @@ def transform(
         kernel_groups: groups `g` of GPW/RPW. Defaults to 2.
         kernel_overlap: overlap `o` of RPW, in [0, 1). Defaults to 0.5.
         kernel_shuffle: channel shuffle after GPW (`"dw_gpw"`). Defaults to True.
+        kernel_fallback: give a full PW to the last replaced unit of a stage
+            whose 3DRF the chosen block would shrink (`decomposer.decompose`'s
+            `fallback`). Defaults to True; False reproduces the paper's
+            Table 6 counts.
         round_to_groups: with `"dw_gpw"`/`"dw_rpw"`, round every filter count
             up to a multiple of `kernel_groups` before decomposing (the tuner
             does, so that a sampled width is never infeasible). Defaults to False.
@@ -227,6 +239,7 @@ def transform(
         kernel_groups=kernel_groups,
         kernel_overlap=kernel_overlap,
         kernel_shuffle=kernel_shuffle,
+        kernel_fallback=kernel_fallback,
         round_to_groups=round_to_groups,
         input_shape=input_shape,
         max_units=max_units,

@@ -15,6 +15,15 @@ distributed:
   (ii) f'_{D/2} = f_min and (iii) f'_1 = f'_D.
 - ``negative_quadratic``: same parabola with (i), f'_1 = f_min and
   f'_D = f_min.
+- ``quadratic_ends`` (not one of the paper's five names, so not in
+  `TEMPLATES`): the quadratic read from the paper's Table 2 rather than from
+  its equations: (i) and f'_1 = f'_D = f_max ("we find the maximum value in
+  both the initial and final convolutional layers"), the mirror of the
+  negative quadratic. It reproduces Table 2's quadratic parameter counts of
+  VGG-19 (15.78M vs 15.8M) and Inception (7.11M vs 7.2M), which the
+  equations do not (19.42M, 7.63M); `tools/table2_search.py` and
+  docs/templates.md show the search. ``quadratic`` stays the default
+  reading because it is what section 3 defines (vertex at f_min).
 
 Reading of equation (ii). The paper writes the vertex condition as
 ``(D^2/2) a + (D/2) b + c = f_min`` while stating it at l = D/2, where
@@ -51,12 +60,16 @@ import numpy as np
 #: The template names, in the paper's order.
 TEMPLATES = ("base", "reverse", "uniform", "quadratic", "negative_quadratic")
 
+#: Other accepted templates (not in the sweeps over `TEMPLATES`): readings of the paper.
+EXTRA_TEMPLATES = ("quadratic_ends",)
+
 _ALIASES = {
     "reverse_base": "reverse",
     "neg_quadratic": "negative_quadratic",
     "negquad": "negative_quadratic",
     "original": "base",
     "none": "base",
+    "quadratic_fmax": "quadratic_ends",
 }
 
 
@@ -75,9 +88,10 @@ def canonical_template(template):
         )
     key = template.strip().lower().replace("-", "_").replace(" ", "_")
     key = _ALIASES.get(key, key)
-    if key not in TEMPLATES:
+    if key not in TEMPLATES + EXTRA_TEMPLATES:
         raise ValueError(
-            f"Unknown template. Expected one of {TEMPLATES}. Received: template={template!r}"
+            f"Unknown template. Expected one of {TEMPLATES + EXTRA_TEMPLATES}. "
+            f"Received: template={template!r}"
         )
     return key
 
@@ -104,7 +118,7 @@ def quadratic_coefficients(filters, template):
 
     Args:
         filters: the base per-layer filters.
-        template: `"quadratic"` or `"negative_quadratic"`.
+        template: `"quadratic"`, `"negative_quadratic"` or `"quadratic_ends"`.
 
     Returns:
         A tuple of floats `(a, b, c)`.
@@ -130,17 +144,15 @@ def quadratic_coefficients(filters, template):
             [d**2 - 1.0, d - 1.0, 0.0],
         ]
         rhs = [total, f_min, 0.0]
-    elif template == "negative_quadratic":
-        rows = [
-            row_sum,
-            [1.0, 1.0, 1.0],  # (ii) f'_1 = f_min
-            [d**2, d, 1.0],  # (iii) f'_D = f_min
-        ]
-        rhs = [total, f_min, f_min]
+    elif template in ("negative_quadratic", "quadratic_ends"):
+        # (ii) f'_1 and (iii) f'_D: f_min (negative quadratic) or f_max (quadratic_ends).
+        rows = [row_sum, [1.0, 1.0, 1.0], [d**2, d, 1.0]]
+        end = f_min if template == "negative_quadratic" else float(max(filters))
+        rhs = [total, end, end]
     else:
         raise ValueError(
-            "quadratic_coefficients needs template 'quadratic' or "
-            f"'negative_quadratic'. Received: template={template!r}"
+            "quadratic_coefficients needs template 'quadratic', 'negative_quadratic' or "
+            f"'quadratic_ends'. Received: template={template!r}"
         )
     a, b, c = np.linalg.solve(np.array(rows), np.array(rhs))
     return float(a), float(b), float(c)
@@ -151,7 +163,7 @@ def redistribute(filters, template="base"):
 
     Args:
         filters: list of positive ints, one per layer (or block).
-        template: one of `TEMPLATES`. Defaults to `"base"`.
+        template: one of `TEMPLATES` or `EXTRA_TEMPLATES`. Defaults to `"base"`.
 
     Returns:
         A new list of positive ints of the same length.
@@ -232,7 +244,7 @@ def apply_template(spec, template="base", width_multiplier=1.0):
 
     Args:
         spec: a `kerascnn.arch.spec.ArchSpec`.
-        template: one of `TEMPLATES`. Defaults to `"base"`.
+        template: one of `TEMPLATES` or `EXTRA_TEMPLATES`. Defaults to `"base"`.
         width_multiplier: positive float applied after the template.
             Defaults to 1.0. A value that would round a layer to 0 filters
             raises a `ValueError` (see `check_no_vanishing_layer`).

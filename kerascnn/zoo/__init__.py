@@ -54,9 +54,10 @@ from kerascnn.zoo._registry import (
 
 def resolve_variant(info, variant, input_shape):
     """Picks "cifar" or "imagenet" from `variant` and the input size."""
-    if variant not in ("auto", "cifar", "imagenet"):
+    if variant not in ("auto", "cifar", "imagenet", *info.variants):
         raise ValueError(
-            f"variant must be 'auto', 'cifar' or 'imagenet'. Received: variant={variant!r}"
+            f"variant must be 'auto', 'cifar' or 'imagenet' ({info.name!r} has the variants "
+            f"{info.variants}). Received: variant={variant!r}"
         )
     if variant == "auto":
         spatial = [d for d in (input_shape or (None, None))[:2] if d is not None]
@@ -96,9 +97,9 @@ def get_spec(
     kernel_overlap=0.5,
     max_units=None,
     organize=False,
-    theta=0.0,
+    theta=None,
     alpha=3.0,
-    rule="saturated",
+    rule=None,
 ):
     """Returns the final `ArchSpec` of a zoo model (what `build` would build).
 
@@ -125,10 +126,11 @@ def get_spec(
             `KERASCNN_MAX_UNITS` environment variable, else 2,000.
         organize: reorganize the stages with the 3DRF stage organizer at
             `input_shape`. Defaults to False.
-        theta: the organizer's threshold. Defaults to 0.0.
+        theta: the organizer's threshold. Defaults to None (the model's:
+            0 for VGG as in the paper, else 0.1; `organizer.default_settings`).
         alpha: the organizer's alpha. Defaults to 3.0.
         rule: the organizer's rule, `"saturated"` or `"paper"`. Defaults to
-            `"saturated"`.
+            None (`"paper"` for VGG, else `"saturated"`).
 
     Example:
 
@@ -190,7 +192,7 @@ def _resolve_input(info, variant, input_tensor, input_shape):
         shape_hint = input_shape
     variant = resolve_variant(info, variant, shape_hint)
     if input_tensor is None and input_shape is None:
-        input_shape = (224, 224, 3) if variant == "imagenet" else info.default_input_shape
+        input_shape = (224, 224, 3) if variant != "cifar" else info.default_input_shape
     return variant, input_shape
 
 
@@ -237,7 +239,8 @@ def build(
         width_multiplier: multiplies every templated filter count.
         filters: explicit per-layer / per-block filters.
         stages: units per non-stem stage.
-        variant: `"auto"`, `"cifar"` or `"imagenet"`.
+        variant: `"auto"`, `"cifar"`, `"imagenet"` or a model's own variant
+            (ResNet-50/101/152: `"v1"`, keras.applications' layout).
         blurpool: anti-aliased downsampling (BlurPool) on max-pools and on
             strided convolutions with at least `blurpool_min_channels` (16)
             input channels, as Composer does. Defaults to False.

@@ -12,6 +12,7 @@ from harness import run_two_replicas
 
 from kerascnn import zoo
 from kerascnn.callbacks import LayerDropping
+from kerascnn.callbacks.learn_drop import dropping
 from kerascnn.callbacks.learn_drop.score import (
     decide,
     layer_score,
@@ -162,6 +163,45 @@ def test_history_loss_is_the_heads_training_loss():
     for epoch in (2, 3):  # build epoch and cache epoch
         assert history.history["loss"][epoch] == pytest.approx(loss, rel=1e-5)
         assert history.history["accuracy"][epoch] == pytest.approx(acc)
+
+
+def test_head_traced_once_per_drop_and_setup_reported(monkeypatch):
+    # Issue #13: the head's train step is traced exactly once per drop (it was
+    # traced twice: with the tail for the build epoch, then without it for
+    # the cache epochs). 20 samples, batch 8: the last batch (4) must not retrace.
+    model = compile_model(chain_model())
+    x, y = data(20)
+    drop = LayerDropping(warmup_epochs=1, force_drops={1: "c1", 3: "p2"}, refresh_every=2)
+    # Independent count: Python runs of each head's train_step (= its traces).
+    traces, original = {}, dropping._Head.train_step
+
+    def counted(self, data):
+        traces[id(self)] = traces.get(id(self), 0) + 1
+        return original(self, data)
+
+    monkeypatch.setattr(dropping._Head, "train_step", counted)
+    history = model.fit(x, y, batch_size=8, epochs=7, callbacks=[drop], verbose=0)
+    h = history.history
+    assert h["learn_drop/dropped_convs"] == [0, 0, 1, 1, 2, 2, 2]
+    # Builds: epoch 2 (drop), 4 (drop from the cache), 6 (refresh: same head, no trace).
+    assert [(t["epoch"], t["source"]) for t in drop.timings] == [
+        (2, "raw"),
+        (4, "cache"),
+        (6, "raw"),
+    ]
+    assert [t["head_traces"] for t in drop.timings] == [1, 1, 0]
+    assert [t["extract_traces"] for t in drop.timings] == [1, 1, 1]
+    assert sorted(traces.values()) == [1, 1]  # two heads (two cuts), one trace each
+    for t in drop.timings:
+        assert t["setup_seconds"] == pytest.approx(
+            t["split_seconds"] + t["compile_seconds"] + t["extract_seconds"] + t["pipeline_seconds"]
+        )
+        assert t["samples"] == 20 and t["bytes"] > 0 and t["first_step_seconds"] > 0
+    assert drop.timings[0]["bytes"] == 20 * 8 * 8 * 4 * 4 + 20 * 8  # float32 c1 output + int64 y
+    setup = h["learn_drop/setup_seconds"]
+    assert [s > 0 for s in setup] == [False, False, True, False, True, False, True]
+    assert h["learn_drop/cache_bytes"][:2] == [0.0, 0.0]
+    assert h["learn_drop/cache_bytes"][2] == drop.timings[0]["bytes"]
 
 
 def test_refresh_every_recomputes_from_raw_and_memory_cache():

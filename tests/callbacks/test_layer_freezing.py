@@ -5,6 +5,7 @@ import numpy as np
 
 from kerascnn import zoo
 from kerascnn.callbacks import LayerFreezing
+from kerascnn.callbacks.learn_drop import dropping
 
 
 class Snapshots(keras.callbacks.Callback):
@@ -18,13 +19,20 @@ class Snapshots(keras.callbacks.Callback):
         }
 
 
-def test_vgg_bn_frozen_layers_stop_changing_and_flags_restored():
+def test_vgg_bn_frozen_layers_stop_changing_and_flags_restored(monkeypatch):
     model = zoo.vgg11_bn(input_shape=(32, 32, 3), width_multiplier=0.125, classes=3)
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 32, 32, 3)).astype("float32"), rng.integers(0, 3, 16)
     freeze = LayerFreezing(warmup_epochs=1, force_drops={1: "stage2_pool"})
     snaps = Snapshots()
+    traces, original = [], dropping._Head.train_step
+
+    def counted(self, data):
+        traces.append(id(self))
+        return original(self, data)
+
+    monkeypatch.setattr(dropping._Head, "train_step", counted)
     history = model.fit(x, y, batch_size=8, epochs=4, callbacks=[freeze, snaps], verbose=0)
     h = history.history
     assert h["learn_drop/frozen_convs"] == [0, 0, 2, 2]  # frozen during that epoch
@@ -42,3 +50,4 @@ def test_vgg_bn_frozen_layers_stop_changing_and_flags_restored():
     assert np.isfinite(h["learn_drop/score/stage3_conv1_conv"][3])
     assert all(layer.trainable for layer in model.layers)  # restored
     assert freeze.history[1]["decision"] == {"cut": "stage2_pool", "convs": 2}
+    assert len(traces) == 1  # the head's train step is traced once per freeze

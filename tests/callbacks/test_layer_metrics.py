@@ -171,3 +171,62 @@ def test_plot_stability_from_tensorboard_and_csv(tmp_path):
     os.mkdir(tmp_path / "empty")
     with pytest.raises(ValueError, match="No 'stability"):
         read_stability(str(tmp_path / "empty"))
+
+
+class GradientRecorder(keras.callbacks.Callback):
+    """Per step, the float64 numpy gradient norms of the step's batch (no shuffle)."""
+
+    def __init__(self, x, y, batch_size, names):
+        super().__init__()
+        self.data, self.batch_size, self.names = (x, y), batch_size, names
+        self.norms = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        x, y = self.data
+        part = slice(batch * self.batch_size, (batch + 1) * self.batch_size)
+        weights = [list(self.model.get_layer(n).trainable_weights) for n in self.names]
+        with __import__("tensorflow").GradientTape() as tape:
+            loss = self.model.compute_loss(
+                x=None, y=y[part], y_pred=self.model(x[part], training=True)
+            )
+        grads = tape.gradient(loss, [w for layer in weights for w in layer])
+        norms, k = {}, 0
+        for name, layer in zip(self.names, weights):
+            flat = [np.asarray(g, np.float64).ravel() for g in grads[k : k + len(layer)]]
+            norms[name] = np.linalg.norm(np.concatenate(flat))
+            k += len(layer)
+        self.norms.append(norms)
+
+
+def flat_weights(model, name):
+    return np.concatenate(
+        [np.asarray(w.numpy(), np.float64).ravel() for w in model.get_layer(name).trainable_weights]
+    )
+
+
+def test_in_graph_norms_equal_numpy(tmp_path):
+    keras.utils.set_random_seed(3)
+    model = conv_model()
+    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(12, 8, 8, 3)).astype("float32"), rng.integers(0, 3, 12)
+    names = ["c1", "c2", "dense"]
+    start = {n: flat_weights(model, n) for n in names}
+    recorder = GradientRecorder(x, y, 4, names)
+    metrics = LayerMetrics(str(tmp_path))
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False, callbacks=[recorder, metrics])
+    latest = metrics.latest
+    assert sorted(latest["weight_norm"]) == sorted(names)
+    for name in names:
+        now = flat_weights(model, name)
+        np.testing.assert_allclose(latest["weight_norm"][name], np.linalg.norm(now), rtol=1e-6)
+        ratio = np.linalg.norm(now - start[name]) / np.linalg.norm(start[name])
+        assert ratio > 1e-3  # the weights moved
+        np.testing.assert_allclose(latest["update_ratio"][name], ratio, rtol=1e-5)
+        grad = np.mean([step[name] for step in recorder.norms])
+        np.testing.assert_allclose(latest["gradient_norm"][name], grad, rtol=1e-5)
+    # What was written is what `latest` holds.
+    acc = load(str(tmp_path / "layer_metrics"))
+    for metric in ("weight_norm", "update_ratio", "gradient_norm"):
+        np.testing.assert_allclose(scalars(acc, f"{metric}/c2"), [latest[metric]["c2"]], rtol=1e-6)
+    assert "on_train_batch_end" not in metrics.__dict__  # no per-batch hook: async steps

@@ -10,7 +10,12 @@ from harness import run_two_replicas
 
 from kerascnn import zoo
 from kerascnn.builder.model import stage_output_names
-from kerascnn.callbacks.layer_stats import LayerStatistics, default_monitored_layers
+from kerascnn.callbacks.layer_stats import (
+    CANCELLATION_LIMIT,
+    LayerStatistics,
+    _moments,
+    default_monitored_layers,
+)
 
 
 def small_model(name="small"):
@@ -64,6 +69,23 @@ class Probe(keras.callbacks.Callback):
         self.stats.release(self)
 
 
+def shift_model():
+    # "shift": mean 1000, std 0.01 (s2 / m2 = 1e10, the one-pass float32
+    # formula is useless there); "back": ordinary data again. Both are exact
+    # elementwise ops, equal in the train step and in a sub-model.
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Rescaling(0.01, offset=1000.0, name="shift"),
+            keras.layers.Rescaling(100.0, offset=-100000.0, name="back"),
+            keras.layers.Conv2D(4, 3, name="c1"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Dense(3, name="dense"),
+        ],
+        name="shifted",
+    )
+
+
 def expected_std(model, x, batch_size, names=("c1", "c2", "c3")):
     sub = keras.Model(model.inputs[0], [model.get_layer(n).output for n in names])
     per_batch = []
@@ -93,6 +115,75 @@ def test_std_matches_numpy_on_one_batch(jit_compile):
         np.testing.assert_allclose(got[name]["std"], want[name], rtol=1e-5)
         assert got[name]["steps"] == 1
     assert_hooks_removed(model)
+
+
+def naive_float32_std(x):
+    s1, s2 = tf.reduce_sum(x), 2.0 * tf.nn.l2_loss(x)
+    n = float(np.prod(x.shape))
+    return float(tf.sqrt(tf.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1.0)))
+
+
+@pytest.mark.parametrize(
+    "loc, scale, relu, dtype",
+    [
+        (0.0, 1.0, False, "float32"),
+        (0.0, 1.0, True, "float32"),  # ReLU output: s2 / m2 = 1.47, one pass
+        (1.5, 1.0, False, "float32"),  # s2 / m2 = 3.25, one pass
+        (3.0, 1.0, False, "float32"),  # s2 / m2 = 10: the shifted branch
+        (1000.0, 1.0, False, "float32"),
+        (1000.0, 0.01, False, "float32"),
+        (-50.0, 0.1, False, "float32"),
+        (0.0, 1.0, True, "bfloat16"),
+        (100.0, 1.0, False, "bfloat16"),
+    ],
+)
+def test_fused_moments_equal_float64_numpy_std(loc, scale, relu, dtype):
+    rng = np.random.default_rng(0)
+    x = (loc + scale * rng.normal(size=(32, 16, 16, 16))).astype("float32")
+    if relu:
+        x = np.maximum(x, 0.0)
+    tensor = tf.cast(tf.constant(x), dtype)
+    ref = tf.cast(tensor, tf.float64).numpy()  # the values the layer emitted
+    n, s1, m2 = tf.function(_moments)(tensor)
+    n, s1, m2 = float(n), float(s1), float(m2)
+    want = np.std(ref, ddof=1)
+    assert n == ref.size
+    assert abs(np.sqrt(m2 / (n - 1)) / want - 1) <= 1e-6
+    assert abs(s1 / n - ref.mean()) <= 1e-6 * max(abs(ref.mean()), want)
+    naive = abs(naive_float32_std(tf.cast(tensor, tf.float32)) / want - 1)
+    if (loc / scale) ** 2 + 1 > 1e6:  # what the shifted branch is for
+        assert naive > 1e-4
+    if (loc / scale) ** 2 + 1 < CANCELLATION_LIMIT:
+        assert naive <= 1e-6
+
+
+def test_one_accumulator_update_per_step_and_large_mean_layers():
+    keras.utils.set_random_seed(8)
+    model = compile_model(shift_model(), lr=0.0)
+    x, y = data(16)
+    want = expected_std(model, x, 8, names=("shift", "back"))
+    graphs = []
+    original = LayerStatistics._add
+
+    def counting_add(self, pieces):
+        graphs.append(tf.compat.v1.get_default_graph())
+        return original(self, pieces)
+
+    LayerStatistics._add = counting_add
+    try:
+        probe = Probe(("shift", "back"), ("c1", "dense"), ("norm",))
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[probe])
+    finally:
+        LayerStatistics._add = original
+    # Activation moments, gradient norms and step counts: one assign_add per
+    # traced step.
+    assert graphs and len(set(map(id, graphs))) == len(graphs)
+    got = probe.results[0]
+    for name in ("shift", "back"):
+        assert got.activations[name]["steps"] == 2
+        np.testing.assert_allclose(got.activations[name]["std"], want[name], rtol=1e-6)
+    assert got.gradients["c1"]["steps"] == 2 and got.gradients["c1"]["norm"] > 0
+    assert isinstance(got.sums["act_std"][0], np.float64)
 
 
 def test_epoch_mean_over_steps_with_steps_per_execution():
@@ -210,7 +301,10 @@ def test_model_saves_during_and_after_training(tmp_path):
 
 def test_default_monitored_layers():
     model = zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125, classes=4)
-    assert default_monitored_layers(model) == stage_output_names(zoo.get_spec("resnet18"))
+    # The last stage output is replaced by the pooled tensor the classifier sees (the
+    # stability-stopping paper's ResNet-18 "layer 18", Table 1).
+    stages = stage_output_names(zoo.get_spec("resnet18"))
+    assert default_monitored_layers(model) == [*stages[:-1], "head_gap"]
     vgg = zoo.vgg11_bn(input_shape=(32, 32, 3), width_multiplier=0.125, classes=4)
     assert default_monitored_layers(vgg) == [f"stage{i}_pool" for i in range(1, 6)]
     assert default_monitored_layers(small_model()) == ["c1", "c2", "c3"]
@@ -249,6 +343,16 @@ MIRRORED_SCRIPT = textwrap.dedent(
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     model.fit(ds, epochs=1, verbose=0, callbacks=[probe])
     got = probe.results[0]
+    shifted_ref = compile_model(helpers.shift_model(), lr=0.0)
+    want_shift = expected_std(shifted_ref, x, 8, names=("shift", "back"))
+    with strategy.scope():
+        shifted = compile_model(helpers.shift_model(), lr=0.0, jit_compile=False)
+        shifted.set_weights(shifted_ref.get_weights())
+    probe2 = Probe(("shift", "back"))
+    shifted.fit(ds, epochs=1, verbose=0, callbacks=[probe2])
+    for n, v in want_shift.items():
+        want[n] = v
+        got.activations[n] = probe2.results[0].activations[n]
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "got": {n: got.activations[n]["std"] for n in want},
@@ -268,7 +372,10 @@ def test_mirrored_strategy_two_logical_cpus():
     assert out["steps"] == 2
     # Global-batch std (exact combination over replicas), not a per-replica one.
     for name, value in out["want"].items():
-        np.testing.assert_allclose(out["got"][name], value, rtol=1e-5)
+        # "shift" (mean 1000, std 0.01) and "back" are exact elementwise ops:
+        # 1e-6, the merge over replicas (Chan, float64) included.
+        rtol = 1e-6 if name in ("shift", "back") else 1e-5
+        np.testing.assert_allclose(out["got"][name], value, rtol=rtol)
     # Global (all-reduced) gradients, counted once, not once per replica.
     assert out["gsum_err"] <= 1e-4 * out["gsum_scale"] + 1e-7
     assert out["abs_ge"]

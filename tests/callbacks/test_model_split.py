@@ -19,12 +19,14 @@ def chain_model():
     return keras.Model(inputs, keras.layers.Dense(2, name="dense")(x), name="chain")
 
 
-def test_resnet_cuts_at_block_boundaries():
+def test_resnet_cuts_at_every_conv_single_tensor_at_block_boundaries():
     model = zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125, classes=3)
     plan = conv_cut_points(model)
     assert len(plan.convs) == 21  # 1 stem + 8 blocks x 2 + 4 projection shortcuts (zoo)
-    # Only block outputs (and the stem) are cuts: inside a block the skip path crosses.
-    assert plan.cuts == {
+    assert sorted(plan.cuts) == list(range(1, 21))  # every conv (no rounding down)
+    # One tensor crosses at block outputs (and after the stem), as before.
+    single = {k: c for k, c in plan.cuts.items() if c in plan.single}
+    assert single == {
         1: "stem_conv1_relu",
         4: "stage1_block1_out",
         6: "stage1_block2_out",
@@ -34,15 +36,22 @@ def test_resnet_cuts_at_block_boundaries():
         16: "stage3_block2_out",
         19: "stage4_block1_out",
     }
-    assert "stem_conv1_relu" in plan.blocked["stage1_block1_0_conv"]
-    assert plan.round_down(8) == 6 and plan.round_down(3, minimum=1) is None
+    # Inside a block: the main path and the shortcut (paper, Figure 3).
+    assert plan.cuts[5] == "stage1_block2_1_relu"
+    assert plan.crossing["stage1_block2_1_relu"] == ["stage1_block2_1_relu", "stage1_block1_out"]
+    assert plan.crossing[plan.cuts[2]] == ["stage1_block1_0_bn", "stem_conv1_relu"]
+    assert plan.blocked == {}
+    assert plan.round_down(8) == 8 and plan.round_down(3, minimum=3) is None
 
 
 def test_bottleneck_resnet_and_vgg_bn_groups():
     r50 = zoo.resnet50(input_shape=(32, 32, 3), width_multiplier=0.125, classes=3)
-    cuts = conv_cut_points(r50).cuts
+    plan = conv_cut_points(r50)
+    cuts = plan.cuts
     assert cuts[1] == "stem_conv1_relu" and cuts[5] == "stage1_block1_out"
-    assert all(c.endswith("_out") for k, c in cuts.items() if k > 1)
+    assert sorted(cuts) == list(range(1, len(plan.convs)))
+    single = [c for k, c in cuts.items() if k > 1 and c in plan.single]
+    assert len(single) == 15 and all(c.endswith("_out") for c in single)  # 16 blocks - last
     vgg = zoo.vgg11_bn(input_shape=(32, 32, 3), width_multiplier=0.125, classes=3)
     # The cut after a conv takes its BN, ReLU and pool with it.
     assert conv_cut_points(vgg).cuts == {
@@ -87,18 +96,23 @@ def test_user_chain_and_sequential():
     np.testing.assert_allclose(head(tail(x)), seq(x), rtol=1e-6)
 
 
-def test_clear_errors():
+def test_input_skipping_every_cut_is_cached_and_clear_errors():
     inputs = keras.Input((8, 8, 3))
     a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
     b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
     skip = keras.layers.Concatenate(name="cat")([b, inputs])  # the input skips every cut
     out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(skip))
-    with pytest.raises(ValueError, match="after layer 'a'.*'input.*' is also used by 'cat'"):
-        conv_cut_points(keras.Model(inputs, out))
-    with pytest.raises(ValueError, match="not a single-tensor cut point"):
-        split_model(
-            zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125), "stage1_block1_1_relu"
-        )
+    model = keras.Model(inputs, out)
+    plan = conv_cut_points(model)
+    assert plan.cuts == {1: "a"} and plan.crossing["a"] == ["a", model.layers[0].name]
+    tail, head = split_model(model, "a")
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(head(tail(x)), model(x), rtol=1e-5, atol=1e-6)
+    resnet = zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125)
+    with pytest.raises(ValueError, match="'nope' is not a cut point.*not a layer.*cut='nope'"):
+        split_model(resnet, "nope")
+    with pytest.raises(ValueError, match="is not a cut point.*output layer"):
+        split_model(resnet, "predictions")
     one = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 3)])
     with pytest.raises(ValueError, match="at least two convolution"):
         conv_cut_points(one)
@@ -153,3 +167,44 @@ def test_nested_subclassed_model_stays_opaque_and_top_level_subclassed_errors():
     assert plan.convs == ["c0", "c1"] and plan.cuts == {1: "c0"}
     with pytest.raises(ValueError, match="functional \\(or Sequential\\) model"):
         conv_cut_points(Sub(name="top"))
+
+
+@pytest.mark.parametrize("builder", ["resnet18", "resnet50"])
+def test_cut_inside_a_residual_block_outputs_main_path_and_shortcut(builder):
+    # Learn&Drop paper, Figure 3 and section 3.4: a ResNet is cut inside a residual
+    # block by saving "the features maps but also the output of the skip connections".
+    kwargs = dict(input_shape=(16, 16, 3), width_multiplier=0.125, classes=3)
+    model = getattr(zoo, builder)(**kwargs)
+    plan = conv_cut_points(model)
+    cut = plan.cuts[plan.convs.index("stage1_block2_1_conv") + 1]  # after the block's first conv
+    assert cut == "stage1_block2_1_relu"
+    tail, head = split_model(model, cut)
+    assert len(tail.outputs) == 2 and len(head.inputs) == 2
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    main, shortcut = tail(x)
+    np.testing.assert_allclose(
+        shortcut, sub_model(model, None, "stage1_block1_out")(x), rtol=1e-6, atol=1e-6
+    )
+    assert main.shape[-1] == model.get_layer("stage1_block2_1_conv").filters
+    np.testing.assert_allclose(head([main, shortcut]), model(x), rtol=1e-5, atol=1e-5)
+    # Composition across cuts: block boundary -> inside a block -> next boundary.
+    first = sub_model(model, None, "stage1_block1_out")
+    into = sub_model(model, "stage1_block1_out", cut)
+    out_of = sub_model(model, cut, "stage1_block2_out")
+    np.testing.assert_allclose(
+        out_of(into(first(x))), sub_model(model, None, "stage1_block2_out")(x), atol=1e-5
+    )
+    assert into.get_layer("stage1_block2_1_conv") is model.get_layer("stage1_block2_1_conv")
+
+
+def test_user_model_still_saves_after_sub_models_with_a_pass_through(tmp_path):
+    # `into` passes the shortcut through (it crosses both cuts): built by calling the
+    # same layers again; the user's model must still save, load and predict the same.
+    model = zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125, classes=3)
+    into = sub_model(model, "stage1_block1_out", "stage1_block2_1_relu")
+    assert len(into.inputs) == 1 and len(into.outputs) == 2
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    assert len(loaded.layers) == len(model.layers)

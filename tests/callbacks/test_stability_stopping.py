@@ -9,7 +9,9 @@ import pytest
 
 from kerascnn import zoo
 from kerascnn.callbacks import LayerStatistics, StabilityStopping
+from kerascnn.callbacks.layer_stats import default_monitored_layers
 from kerascnn.callbacks.stability_stopping import (
+    PRESETS,
     StabilityRule,
     round_half_even,
     stability_stop_epoch,
@@ -36,15 +38,65 @@ def table1_history():
 
 
 def test_paper_table1_stops_at_epoch_76():
+    # Table 1 / Sec. 3.3.1: δ = 0 at epochs 74, 75 and 76 -> the paper stops at epoch 76.
     history = table1_history()
-    assert stability_stop_epoch(history, decimals=2, patience=3) == 75  # 0-based: epoch 76
-    # The reference code's rule (five identical epochs) needs one more.
-    assert stability_stop_epoch(history, decimals=2, patience=4, start_from_epoch=4) is None
-    assert stability_stop_epoch(history + [history[-1]], patience=4, start_from_epoch=4) == 76
+    assert stability_stop_epoch(history) == 75  # the paper's settings; 0-based: epoch 76
+    assert stability_stop_epoch(history, decimals=2, patience=3, start_from_epoch=0) == 75
+    # The reference code's rule (five identical rounded epochs) needs one more
+    # epoch equal to Table 1's: it would stop at epoch 77 (0-based 76), not 76.
+    assert stability_stop_epoch(history, preset="reference") is None
+    assert stability_stop_epoch(history + [history[-1]], preset="reference") == 76
+    # And r = 1 (Sec. 5.1: "causes very early stop") fires long before epoch 76.
+    assert stability_stop_epoch(history, decimals=1) < 72
+
+
+def test_reference_preset_flat_sequence_stops_at_epoch_5():
+    # The reference (solver_cbs.py) checks from its 0-based epoch_count 5 the last
+    # five rounded rows: a flat sequence stops at epoch_count 5 (six epochs run).
+    flat = [{"a": 0.5, "b": 0.25}] * 10
+    assert PRESETS["reference"] == {"decimals": 2, "patience": 4, "start_from_epoch": 1}
+    assert stability_stop_epoch(flat, preset="reference") == 5
+    # What the docs used to say (start_from_epoch=4) stops three epochs late.
+    assert stability_stop_epoch(flat, patience=4, start_from_epoch=4) == 8
+    assert stability_stop_epoch(flat) == 3  # the paper's rule
+    # The reference stops at epoch_count e when rows e-4..e are equal, e >= 5.
+    steps = [{"a": v} for v in (0.9, 0.5, 0.5, 0.5, 0.5, 0.5, 0.4)]
+    assert stability_stop_epoch(steps, preset="reference") == 5
+    assert stability_stop_epoch([{"a": 0.5}] * 5, preset="reference") is None
+
+
+def test_reference_preset_callback_stops_at_epoch_5_and_round_trips():
+    keras.utils.set_random_seed(0)
+    model = conv_model()
+    cb = StabilityStopping(preset="reference")
+    fit(model, [cb], epochs=10)  # lr=0: a flat μ sequence
+    assert cb.stopped_epoch == 5 and cb.epochs_run == 6
+    assert (cb.decimals, cb.patience, cb.start_from_epoch) == (2, 4, 1)
+    assert all(type(v) is float for v in cb.history[0].values())  # float64, never float32
+    config = cb.get_config()
+    assert config["preset"] == "reference"
+    for clone in (StabilityStopping.from_config(config), copy.deepcopy(cb)):
+        assert clone.get_config() == config
+        assert (clone.patience, clone.start_from_epoch, clone.preset) == (4, 1, "reference")
+    # Explicit values override the preset (the reference run with --precision_point 1).
+    assert StabilityStopping(preset="reference", decimals=1).get_config()["decimals"] == 1
+    default = StabilityStopping().get_config()
+    assert (default["preset"], default["patience"], default["start_from_epoch"]) == ("paper", 3, 0)
+    with pytest.raises(ValueError, match="Received: preset='keras'"):
+        StabilityStopping(preset="keras")
+
+
+def test_rounding_like_the_reference():
+    # The reference rounds the float64 epoch mean with pandas/numpy round:
+    # 2.675 -> 2.68 (Python's round gives 2.67, as does the float32 value).
+    assert round_half_even(2.675, 2) == 2.68
+    assert round(2.675, 2) == 2.67 and round_half_even(np.float32(2.675), 2) == 2.67
+    assert round_half_even(2.675, 2) == float(np.round(np.float64(2.675), 2))
+    assert stability_stop_epoch([{"a": 2.675}, {"a": 2.68}], patience=1) == 1
 
 
 def test_rule_details():
-    assert round_half_even(0.125, 2) == 0.12  # ties to even
+    assert round_half_even(0.125, 2) == 0.12  # ties to even (0.125 is exact)
     assert round_half_even(0.375, 2) == 0.38
     # One layer changing breaks the streak.
     seq = [{"a": 0.5, "b": 0.1}, {"a": 0.5, "b": 0.1}, {"a": 0.5, "b": 0.12}, {"a": 0.5, "b": 0.12}]
@@ -136,22 +188,40 @@ def test_training_model_does_not_stop_early():
     assert len(cb.history) == 3 and cb.history[0]["c1"] != cb.history[1]["c1"]
 
 
-def test_resnet_auto_layers_and_deepcopy():
+def test_resnet18_monitors_the_pooled_tensor_as_the_paper():
+    # The paper's ResNet-18 "layer 18" (Table 1, Sec. 5.1: "an average pool function
+    # used in the last layer") is, in its reference code, avg_pool2d(layer4, 4): the
+    # globally pooled tensor, not the 4x4 output of the last block.
     keras.utils.set_random_seed(2)
-    model = zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125, classes=3)
-    cb = StabilityStopping(patience=1)
-    copy.deepcopy(cb)
-    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
-    x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype("float32")
-    model.fit(x, np.arange(4) % 3, batch_size=4, epochs=3, verbose=0, callbacks=[cb])
-    assert cb.monitored_layers == [
+    model = zoo.resnet18(input_shape=(32, 32, 3), width_multiplier=0.125, classes=3)
+    assert model.get_layer("stage4_block2_out").output.shape[1:3] == (4, 4)
+    expected = [
         "stem_conv1_relu",
         "stage1_block2_out",
         "stage2_block2_out",
         "stage3_block2_out",
-        "stage4_block2_out",
+        "head_gap",
     ]
+    assert default_monitored_layers(model) == expected
+    cb = StabilityStopping(patience=1)
+    last_block = StabilityStopping(layers=["stage4_block2_out"], monitor_only=True)
+    copy.deepcopy(cb)
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    model.fit(x, np.arange(8) % 3, batch_size=8, epochs=3, verbose=0, callbacks=[cb, last_block])
+    assert cb.monitored_layers == expected
     assert cb.stopped_epoch == 1
+    # One step per epoch, lr=0: μ is the std (ddof=1) of the training-mode tensors.
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in expected[-2:]])
+    block3, pooled = (np.asarray(t, "float64") for t in probe(x, training=True))
+    np.testing.assert_allclose(cb.history[0]["head_gap"], np.std(pooled, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(
+        cb.history[0]["stage3_block2_out"], np.std(block3, ddof=1), rtol=1e-4
+    )
+    block4 = keras.Model(model.input, model.get_layer("stage4_block2_out").output)
+    unpooled = np.std(np.asarray(block4(x, training=True), "float64"), ddof=1)
+    np.testing.assert_allclose(last_block.history[0]["stage4_block2_out"], unpooled, rtol=1e-4)
+    assert abs(cb.history[0]["head_gap"] - unpooled) > 0.1 * unpooled  # not the same tensor
     clone = copy.deepcopy(cb)
     assert clone.stopped_epoch == 1 and clone.history == cb.history and clone.model is None
 

@@ -43,6 +43,10 @@ OLD_FLAGS = {
     "--label-smoothing": 0.0,
     "--one-cycle": False,
     "--swa": None,
+    # Added with issue #14 (the SWA paper's learning-rate phase).
+    "--swa-lr": None,
+    "--swa-anneal-epochs": 0,
+    "--swa-cycle-epochs": None,
     "--sam": None,
     "--layer-metrics": False,
     "--layer-dropping": False,

@@ -1,19 +1,61 @@
-"""Tests of RollingPointwiseConv2D (RPW-g-o of the 3DRF paper, Listing 2)."""
+"""Tests of RollingPointwiseConv2D (RPW-g-o of the 3DRF paper, Listing 2).
+
+Numerics: on every implementation path, outputs and gradients (input, compact
+kernel, bias) equal those of a full 1x1 `Conv2D` whose kernel is the dense
+kernel masked to the rolling windows.
+"""
 
 import keras
 import numpy as np
 import pytest
-from harness import TestCase
+import tensorflow as tf
+from harness import run_layer_test
 
 from kerascnn.arch.channels import rolling_windows
 from kerascnn.layers import RollingPointwiseConv2D
 
 
-def _reference(layer, x):
-    """A dense 1x1 convolution whose kernel is masked to the layer's windows."""
-    return np.einsum("bhwc,cf->bhwf", x, layer.dense_kernel()) + keras.ops.convert_to_numpy(
-        layer.bias
-    )
+def _kernel_map(layer):
+    """`(rows, cols)` of the dense kernel entry of every compact kernel entry."""
+    weights = layer.get_weights()
+    probe = np.arange(1, weights[0].size + 1, dtype="float32").reshape(weights[0].shape)
+    layer.set_weights([probe] + weights[1:])
+    dense = layer.dense_kernel()
+    layer.set_weights(weights)
+    rows, cols = np.nonzero(dense)
+    order = np.argsort(dense[rows, cols])
+    return rows[order], cols[order]
+
+
+def _dense_reference(layer, dtype):
+    ref = keras.layers.Conv2D(layer.filters, 1, dtype=dtype)
+    ref.build((None, 1, 1, layer.dense_kernel().shape[0]))
+    ref.set_weights([layer.dense_kernel()[None, None], keras.ops.convert_to_numpy(layer.bias)])
+    return ref
+
+
+def _grads(layer, x, training):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        weights = tf.sin(tf.range(y.shape[-1], dtype="float32"))
+        loss = tf.reduce_sum(tf.cast(y, "float32") * weights)
+    grads = tape.gradient(loss, [x, layer.kernel, layer.bias])
+    return [y.numpy().astype("float32")] + [g.numpy() for g in grads]
+
+
+def _check_against_dense(layer, x, training, tol):
+    if not layer.built:
+        layer.build(x.shape)
+    ref = _dense_reference(layer, layer.dtype_policy.name)
+    y, gx, gk, gb = _grads(layer, x, training)
+    ry, rgx, rgk, rgb = _grads(ref, x, training)
+    np.testing.assert_allclose(y, ry, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gx, rgx, rtol=tol, atol=tol)
+    rows, cols = _kernel_map(layer)
+    np.testing.assert_allclose(gk.reshape(-1), rgk[0, 0][rows, cols], rtol=tol, atol=tol)
+    np.testing.assert_allclose(gb, rgb, rtol=tol, atol=tol)
 
 
 def test_windows_follow_listing_2():
@@ -27,46 +69,60 @@ def test_windows_follow_listing_2():
     assert rolling_windows(16, 2, 2, 0.33)[1].tolist() == list(range(6, 14))
 
 
-@pytest.mark.parametrize(
-    "cin,filters,groups,overlap,impl",
-    [
-        (16, 32, 2, 0.5, "auto"),
-        (16, 32, 2, 0.5, "dense"),
-        (16, 16, 4, 0.33, "auto"),
-        (16, 16, 4, 0.33, "gather"),
-        (12, 10, 3, 0.0, "auto"),
-        (8, 7, 2, 0.25, "gather"),
-    ],
-)
-def test_matches_masked_dense_convolution(cin, filters, groups, overlap, impl):
+CASES = [
+    # cin, filters, groups, overlap, implementation, expected path
+    (16, 32, 2, 0.5, "auto", "sliced"),  # 2 taps, D = 4 chunks of 4
+    (32, 32, 4, 0.75, "auto", "sliced"),  # 4 taps
+    (10, 5, 5, 0.0, "auto", "sliced"),  # a GPW with interleaved output
+    (8, 16, 1, 0.5, "auto", "sliced"),  # groups=1: windows wrap the whole axis
+    (9, 9, 3, 0.67, "auto", "sliced"),  # stride 1, 3 taps, one filter per window
+    (24, 12, 4, 0.5, "auto", "dense"),  # 8 windows do not divide 12 filters
+    (16, 16, 4, 0.33, "auto", "dense"),  # stride 3 does not divide width 4
+    (16, 16, 4, 0.33, "gather", "gather"),
+    (12, 24, 4, 0.5, "gather", "gather"),  # 6 distinct windows, 4 filters each
+    (8, 7, 2, 0.25, "gather", "gather"),
+    (12, 10, 3, 0.0, "gather", "gather"),  # 3 windows do not divide 10 filters
+    (16, 32, 2, 0.5, "dense", "dense"),
+]
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("cin,filters,groups,overlap,impl,path", CASES)
+def test_outputs_and_gradients_match_dense_conv(
+    cin, filters, groups, overlap, impl, path, training
+):
     layer = RollingPointwiseConv2D(
         filters, groups, overlap, implementation=impl, bias_initializer="random_normal"
     )
-    x = np.random.default_rng(0).normal(size=(2, 3, 3, cin)).astype("float32")
-    y = keras.ops.convert_to_numpy(layer(x))
-    np.testing.assert_allclose(y, _reference(layer, x), rtol=1e-4, atol=1e-4)
+    x = np.random.default_rng(cin + filters).normal(size=(2, 3, 4, cin)).astype("float32")
+    _check_against_dense(layer, x, training, 1e-5)
+    assert layer._mode == path
     # Every filter reads exactly C / g channels: the mask has W nonzeros per column.
-    mask = layer.dense_kernel() != 0
-    assert (mask.sum(axis=0) == cin // groups).all()
+    assert ((layer.dense_kernel() != 0).sum(axis=0) == cin // groups).all()
     assert layer.count_params() == cin // groups * filters + filters
 
 
-def test_paths_agree_and_gradients():
-    x = np.random.default_rng(1).normal(size=(2, 4, 4, 32)).astype("float32")
-    a = RollingPointwiseConv2D(32, 4, 0.5, implementation="gather")
-    b = RollingPointwiseConv2D(32, 4, 0.5, implementation="dense")
-    a.build(x.shape)
-    b.build(x.shape)
-    b.set_weights(a.get_weights())
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(a(x)), keras.ops.convert_to_numpy(b(x)), atol=1e-4
-    )
-    import tensorflow as tf
+@pytest.mark.parametrize("impl", ["sliced", "dense"])
+def test_mixed_bfloat16_matches_dense_conv(impl):
+    layer = RollingPointwiseConv2D(32, 4, 0.5, implementation=impl, dtype="mixed_bfloat16")
+    x = np.random.default_rng(5).normal(size=(2, 3, 3, 16)).astype("float32")
+    assert layer(x).dtype == "bfloat16" and layer.kernel.dtype == "float32"
+    # bfloat16 keeps 8 bits of mantissa: agreement to its rounding, not 1e-5.
+    _check_against_dense(layer, x, True, 3e-2)
 
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(a(x) ** 2)
-    grad = tape.gradient(loss, a.kernel)
-    assert grad.shape == (8, 32) and float(tf.reduce_sum(tf.abs(grad))) > 0
+
+def test_sliced_path_has_no_conv_and_follows_the_macs():
+    layer = RollingPointwiseConv2D(64, 4, 0.5)
+    layer.build((None, 4, 4, 64))
+    graph = tf.function(layer).get_concrete_function(tf.TensorSpec((None, 4, 4, 64))).graph
+    ops = [op for op in graph.get_operations()]
+    assert not any("Conv" in op.type for op in ops)
+    # Two taps of one batched matmul each over D = 8 chunks of 8 channels:
+    # 2 * 8 * 8 * (64 / 8) = 1024 = W * filters MACs per pixel.
+    matmuls = [op for op in ops if "MatMul" in op.type]
+    assert len(matmuls) == 2
+    macs = sum(int(np.prod(op.inputs[1].shape)) for op in matmuls)
+    assert macs == layer.compute_macs((1, 1, 64), (1, 1, 64)) == 16 * 64
 
 
 def test_compute_macs():
@@ -74,23 +130,25 @@ def test_compute_macs():
     assert layer.compute_macs((16, 16, 256), (16, 16, 256)) == 16 * 16 * 256 * 128
 
 
-class RollingPointwiseLayerTest(TestCase):
-    def test_run_layer_test(self):
-        self.run_layer_test(
-            RollingPointwiseConv2D,
-            init_kwargs={"filters": 8, "groups": 2, "overlap": 0.5},
-            input_shape=(2, 4, 4, 8),
-            expected_output_shape=(2, 4, 4, 8),
-            expected_num_trainable_weights=2,
-            expected_num_non_trainable_weights=0,
-            supports_masking=False,
-        )
+def test_run_layer_test():
+    run_layer_test(
+        RollingPointwiseConv2D,
+        init_kwargs={"filters": 8, "groups": 2, "overlap": 0.5},
+        input_shape=(2, 4, 4, 8),
+        expected_output_shape=(2, 4, 4, 8),
+        expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=0,
+        supports_masking=False,
+    )
 
 
-def test_keras_round_trip(tmp_path):
+def test_config_round_trip_and_keras_file(tmp_path):
+    layer = RollingPointwiseConv2D(12, groups=4, overlap=0.33, name="rpw")
+    config = layer.get_config()
+    assert RollingPointwiseConv2D.from_config(config).get_config() == config
     inputs = keras.Input((4, 4, 8))
-    outputs = RollingPointwiseConv2D(12, groups=4, overlap=0.33, name="rpw")(inputs)
-    model = keras.Model(inputs, outputs)
+    model = keras.Model(inputs, layer(inputs))
+    assert tuple(layer.kernel.shape) == (2, 12)
     path = tmp_path / "rpw.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
@@ -117,3 +175,9 @@ def test_bad_arguments(kwargs, match):
 def test_groups_must_divide_channels():
     with pytest.raises(ValueError, match="groups must divide"):
         RollingPointwiseConv2D(8, groups=3)(np.zeros((1, 2, 2, 8), "float32"))
+
+
+def test_sliced_refused_where_windows_do_not_tile():
+    layer = RollingPointwiseConv2D(16, groups=4, overlap=0.33, implementation="sliced")
+    with pytest.raises(ValueError, match="implementation=.sliced."):
+        layer.build((None, 2, 2, 16))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from kerascnn import zoo
+from kerascnn.arch.geometry import estimate_cost
 from kerascnn.transforms import templates
 from kerascnn.zoo import vgg
 
@@ -198,3 +199,82 @@ def test_table2_vgg19_parameters(template, paper_millions):
     # The CIFAR VGG-19 with batch norm and one dense layer, 10 classes, 32x32x3.
     model = zoo.build("vgg19_bn", input_shape=(32, 32, 3), classes=10, template=template)
     assert _trainable(model) == pytest.approx(paper_millions * 1e6, rel=0.02)
+
+
+# Table 2 as a whole: the columns we reproduce and the ones we do not.
+# Parameters from the spec (`estimate_cost`, equal to `count_params()`, which
+# adds BatchNorm's moving statistics: < 0.3% here, well inside the 2%).
+# tools/table2_search.py searches 1,152 readings of the paper (where (ii) puts
+# the vertex or whether the ends are f_max, l from 0 or 1, rounding, what a
+# ResNet "layer" and its filter number are, stem and shortcuts, F or
+# parameters preserved): "quadratic_ends" reproduces every VGG-19 column, no
+# reading reproduces the ResNet-50 departures below (docs/templates.md, "Table 2").
+TABLE2 = {
+    "vgg19_bn": dict(zip(templates.TEMPLATES, (20.0, 20.0, 16.0, 15.8, 20.0))),
+    "resnet50": dict(zip(templates.TEMPLATES, (23.5, 23.1, 12.9, 19.0, 33.0))),
+}
+TABLE2_REPRODUCED = [
+    ("vgg19_bn", "base"),
+    ("vgg19_bn", "reverse"),
+    ("vgg19_bn", "uniform"),
+    ("vgg19_bn", "negative_quadratic"),
+    ("resnet50", "base"),
+]
+# Our figures (millions) for the columns we do not reproduce.
+TABLE2_DEPARTURES = {
+    ("vgg19_bn", "quadratic"): 19.42,
+    ("resnet50", "reverse"): 24.70,
+    ("resnet50", "uniform"): 17.74,
+    ("resnet50", "quadratic"): 36.06,
+    ("resnet50", "negative_quadratic"): 31.86,
+}
+
+
+def _table2_params(model_name, template):
+    spec = zoo.get_spec(model_name, input_shape=(32, 32, 3), template=template)
+    return estimate_cost(spec, (32, 32, 3), classes=10)["params"]
+
+
+@pytest.mark.parametrize("model_name, template", TABLE2_REPRODUCED)
+def test_table2_reproduced_columns(model_name, template):
+    # Table 2, "Parameters (Millions)", CIFAR-10: within 2%.
+    paper = TABLE2[model_name][template] * 1e6
+    assert _table2_params(model_name, template) == pytest.approx(paper, rel=0.02)
+
+
+@pytest.mark.parametrize("key, ours", sorted(TABLE2_DEPARTURES.items()))
+def test_table2_documented_departures(key, ours):
+    # Table 2 columns we do not reproduce: pin our figure (so a change is seen)
+    # and that it differs from the paper by more than 2% (docs/templates.md).
+    model_name, template = key
+    got = _table2_params(model_name, template)
+    # `ours` is trainable parameters (docs/templates.md); `got` adds BN statistics (< 0.3%).
+    assert got / 1e6 == pytest.approx(ours, rel=0.005)
+    assert abs(got / (TABLE2[model_name][template] * 1e6) - 1) > 0.02
+
+
+def test_quadratic_ends_satisfies_its_equations():
+    # The Table 2 reading of the quadratic: (i) sum = F and f'_1 = f'_D = f_max
+    # ("we find the maximum value in both the initial and final convolutional layers").
+    a, b, c = templates.quadratic_coefficients(VGG19, "quadratic_ends")
+    assert math.isclose(a + b + c, 512, rel_tol=1e-9)
+    assert math.isclose(256 * a + 16 * b + c, 512, rel_tol=1e-9)
+    assert math.isclose(sum(a * l * l + b * l + c for l in range(1, 17)), 5504, rel_tol=1e-9)
+    assert a > 0
+    rounded = templates.redistribute(VGG19, "quadratic_fmax")  # alias
+    assert rounded == templates.redistribute(VGG19, "quadratic_ends")
+    assert rounded[0] == rounded[-1] == 512 and min(rounded) == rounded[7] == rounded[8]
+    assert abs(sum(rounded) - 5504) <= 8
+    assert "quadratic_ends" not in templates.TEMPLATES  # not in the paper's five (sweeps)
+
+
+@pytest.mark.parametrize(
+    "model_name, paper_millions",
+    # Table 2, "Parameters (Millions)", CIFAR-10, Quadratic column: reproduced by
+    # the quadratic_ends reading (the default quadratic gives 19.42M and 7.63M).
+    [("vgg19_bn", 15.8), ("inception", 7.2)],
+)
+def test_table2_quadratic_column_with_quadratic_ends(model_name, paper_millions):
+    got = _table2_params(model_name, "quadratic_ends")
+    assert got == pytest.approx(paper_millions * 1e6, rel=0.02)
+    assert abs(_table2_params(model_name, "quadratic") / (paper_millions * 1e6) - 1) > 0.05

@@ -43,6 +43,7 @@ from harness import run_python
 import kerascnn
 from kerascnn import zoo
 from kerascnn.callbacks import StochasticWeightAveraging
+from kerascnn.callbacks.swa import SWALearningRate
 from kerascnn.layers import BlurPool2D, Cutout
 from kerascnn.training.sam import enable_sam
 from kerascnn.training.schedules import OneCycle
@@ -74,6 +75,9 @@ VARIANTS = {
     ),
     "b": ({"kernel": "dw_rpw"}, True, "swa"),
 }
+
+#: Saved with the optimizer's learning rate inside an SWA phase.
+SWA_PHASE = "compact_swa_phase"
 
 #: Model -> kerascnn layer classes it must contain (see the module docstring).
 EXPECTED_LAYERS = {
@@ -171,6 +175,20 @@ def saved_models(tmp_path_factory):
             _fit_and_save(model, procedure, x, y, str(directory / f"{name}.keras"))
             refs[name] = np.asarray(model(x, training=False))
             keras.backend.clear_session()
+    # A checkpoint written inside an SWA phase with `swa_lr` holds the
+    # optimizer's SWALearningRate (wrapping the user's OneCycle).
+    keras.utils.set_random_seed(1)
+    model = _build("compact", "b")
+    contents[SWA_PHASE] = _kerascnn_layer_classes(model) | {"SWALearningRate"}
+    model.compile(
+        optimizer=keras.optimizers.SGD(SWALearningRate(OneCycle(0.05, total_steps=10))),
+        loss="sparse_categorical_crossentropy",
+        run_eagerly=True,
+    )
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    model.save(str(directory / f"{SWA_PHASE}.keras"))
+    refs[SWA_PHASE] = np.asarray(model(x, training=False))
+    keras.backend.clear_session()
     np.savez(directory / "refs.npz", **refs)
     (directory / "names.json").write_text(json.dumps(sorted(contents)))
     return directory, contents
@@ -222,7 +240,8 @@ def test_every_model_reloads_in_a_fresh_process(saved_models, fresh_load):
     assert not failures, failures
     for name, result in fresh_load["models"].items():
         assert result["max_abs_diff"] <= 1e-6, (name, result)
-        assert result["schedule"] == "OneCycle", (name, result)
+        expected = "SWALearningRate" if name == SWA_PHASE else "OneCycle"
+        assert result["schedule"] == expected, (name, result)
 
 
 def test_import_kerascnn_registers_every_serializable_module(fresh_load):

@@ -16,7 +16,8 @@ MODELS = zoo.list_models()
 def test_every_registered_model_has_data_and_a_builder(name):
     info = zoo.get_info(name)
     assert info.name == name and info.family and info.description
-    assert set(info.variants) <= {"cifar", "imagenet"}
+    # "v1": keras.applications' ResNet layout (ResNet-50/101/152, tests/zoo/test_resnet_variant.py).
+    assert set(info.variants) <= {"cifar", "imagenet", "v1"}
     for variant in info.variants:
         spec = info.spec_fn(variant)
         assert isinstance(spec, ArchSpec) and spec.family == info.family

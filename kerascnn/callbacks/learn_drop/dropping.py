@@ -12,14 +12,21 @@ callback replaces it at `on_epoch_begin`:
 * **warm-up / no drop yet**: keras' own train function (hooked by
   `LayerStatistics` to accumulate the per-weight gradient sums of eq. 2).
 * **build epoch** (the epoch after a drop decision, the paper's epoch k+1):
-  a function that pulls a batch from its source, runs the *tail* part in
-  inference mode (batch norm uses its moving statistics), trains the *head*
-  on the features, and returns the features to the host, where they are
-  appended to a `FeatureCache` (memory, or TFRecord files on disk, float16
-  optional). The source is the raw batch that `fit` hands over for the first
-  drop and for `refresh_every` refreshes, and the previous cache for a
-  further drop (the cache is rebuilt from the previous cache, not from raw
-  images, running only the layers between the two cut points).
+  its first step runs the whole epoch's *tail* forward pass first: a
+  forward-only function (inference mode: batch norm uses its moving
+  statistics; cast to `cache_dtype` in the graph) takes `params["steps"]`
+  batches from its source and the host appends the features to a
+  `FeatureCache` (memory, or TFRecord files on disk). The source is the raw
+  iterator that `fit` hands over for the first drop and for `refresh_every`
+  refreshes, and the previous cache for a further drop (running only the
+  layers between the two cut points). Then the head trains on the cache for
+  the rest of the epoch, with the same train function as every later epoch,
+  so each head is traced exactly once (the tail's forward function once per
+  build); a refresh at the same cut keeps the head and its trace. The tail's
+  weights no longer change, so computing all features before the head's
+  first step gives the same features as computing them step by step. The
+  set-up (split, head compile, tail forward + cache write, pipeline, first
+  head step with its trace) is timed per build (`timings`, logs, `verbose`).
 * **cache epochs**: a function that *ignores* the raw iterator and runs the
   head's train function on an iterator over the cache (shuffled every epoch,
   repeated so each `fit` epoch takes the same number of batches as the raw
@@ -45,8 +52,11 @@ user's flags and the full optimizer state.
 
 Epoch logs (and so TensorBoard and History) get `learn_drop/dropped_convs`,
 `learn_drop/train_macs` (forward MACs per sample of what ran in training
-this epoch, `kerascnn.observe.summary.summarize(...).macs`), `learn_drop/cache_*`
-times and `learn_drop/score/<conv>` (P_l of eq. 2, NaN for dropped layers).
+this epoch, `kerascnn.observe.summary.summarize(...).macs`),
+`learn_drop/epoch_seconds`, `learn_drop/setup_seconds` (the build's set-up,
+0 on other epochs), `learn_drop/cache_bytes` (size of the current cache, 0
+before the first drop) and `learn_drop/score/<conv>` (P_l of eq. 2, NaN for
+dropped layers).
 
 Data augmentation: the cache holds the features of *one* augmented view of
 each image (the build epoch's). Training on it afterwards sees no new
@@ -78,14 +88,19 @@ import tensorflow as tf
 
 from kerascnn._keras_compat import (
     print_msg,
-    reduce_per_replica,
     unpack_x_y_sample_weight,
     unscale_loss_for_distribution,
 )
 from kerascnn.callbacks.layer_stats import LayerStatistics
 from kerascnn.callbacks.learn_drop.feature_cache import FeatureCache, check_directory
 from kerascnn.callbacks.learn_drop.model_split import conv_cut_points, flatten_nested, sub_model
-from kerascnn.callbacks.learn_drop.score import decide, finite_or_none, layer_score
+from kerascnn.callbacks.learn_drop.score import (
+    PAPER_MIN_LAYERS,
+    check_min_layers,
+    decide,
+    finite_or_none,
+    layer_score,
+)
 
 STATE_FILE = "learn_drop_state.json"
 
@@ -111,50 +126,52 @@ def sub_macs(table, sub):
 
 
 class _Head(keras.Model):
-    """Trains a head sub-model with the loss, metrics and optimizer of `full`."""
+    """Trains a head sub-model with the loss, metrics and optimizer of `full`.
 
-    def __init__(self, full, core, pre=None, store_dtype=None, emit_features=True):
+    `pre` (LayerFreezing only) runs the frozen tail in inference mode under
+    `tf.stop_gradient` inside the same step. `trace_count` counts the Python
+    executions of `train_step`, i.e. its traces (one per replica) once the
+    step is compiled: `LayerDropping` traces each head once.
+    """
+
+    def __init__(self, full, core, pre=None):
         super().__init__(name=f"{full.name}_learn_drop_head")
         self.core = core
         # Not tracked: `pre` and `full` share layers with `core`'s model.
         object.__setattr__(self, "_full", full)
         object.__setattr__(self, "_pre", pre)
-        object.__setattr__(self, "_store_dtype", store_dtype)
-        object.__setattr__(self, "_input_dtype", core.inputs[0].dtype)
-        object.__setattr__(self, "_emit_features", emit_features)
+        object.__setattr__(self, "_input_dtypes", [t.dtype for t in core.inputs])
+        object.__setattr__(self, "trace_count", 0)
 
     def call(self, inputs, training=None):
         return self.core(inputs, training=training)
 
-    def set_pre(self, pre):
-        object.__setattr__(self, "_pre", pre)
+    def _cast_inputs(self, x):
+        flat = tf.nest.flatten(x)
+        cast = [tf.cast(t, d) for t, d in zip(flat, self._input_dtypes, strict=True)]
+        return tf.nest.pack_sequence_as(x, cast)
 
     def train_step(self, data):
+        object.__setattr__(self, "trace_count", self.trace_count + 1)
         full = self._full
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         if self._pre is not None:
-            x = tf.stop_gradient(self._pre(x, training=False))
-        features = x
-        x = tf.cast(x, self._input_dtype)
+            x = tf.nest.map_structure(tf.stop_gradient, self._pre(x, training=False))
+        x = self._cast_inputs(x)
         with tf.GradientTape() as tape:
             y_pred = self.core(x, training=True)
             loss = full._compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
             full._loss_tracker.update_state(
-                unscale_loss_for_distribution(loss), sample_weight=tf.shape(x)[0]
+                unscale_loss_for_distribution(loss),
+                sample_weight=tf.shape(tf.nest.flatten(x)[0])[0],
             )
             loss = full.optimizer.scale_loss(loss)
         variables = self.core.trainable_weights
         gradients = tape.gradient(loss, variables)
         full.optimizer.apply_gradients(zip(gradients, variables))
-        logs = full.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        if self._pre is None or not self._emit_features:
-            return logs
-        if self._store_dtype is not None and features.dtype.is_floating:
-            features = tf.cast(features, self._store_dtype)
-        payload = (features, y) if sample_weight is None else (features, y, sample_weight)
-        return logs, payload
+        return full.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
 
 class _LearnDropBase(keras.callbacks.Callback):
@@ -241,7 +258,7 @@ class _LearnDropBase(keras.callbacks.Callback):
             unknown = allowed - set(plan.valid)
             if unknown:
                 raise ValueError(
-                    f"cut_points {sorted(unknown)} are not single-tensor cut points of "
+                    f"cut_points {sorted(unknown)} are not cut points of "
                     f"model {self.model.name!r}. Valid: {plan.valid}. "
                     f"Received: cut_points={self.cut_points!r}"
                 )
@@ -329,12 +346,15 @@ class _LearnDropBase(keras.callbacks.Callback):
         names = self.plan.convs[self.dropped :]
         raw = [scores[n] for n in names]
         forced = self._forced(epoch)
-        count, standardized = decide(raw, self.dropped_scores)
+        min_layers = getattr(self, "min_layers", PAPER_MIN_LAYERS)
+        count, standardized = decide(raw, self.dropped_scores, min_layers=min_layers)
         if forced is not None and forced > self.dropped:
             return forced, standardized
         if not may_decide or epoch < self.warmup_epochs or count == 0:
             return None, standardized
-        k = self.plan.round_down(self.dropped + count, self.dropped)
+        # Every conv is a cut point; only a user's `cut_points` list can round down,
+        # and a rounded-down drop still takes at least `min_layers` layers (Alg. 1, n* > 1).
+        k = self.plan.round_down(self.dropped + count, self.dropped + min_layers - 1)
         return k, standardized
 
     def _epoch_logs(self, logs, scores, macs):
@@ -373,9 +393,13 @@ class LayerDropping(_LearnDropBase):
     the paper) of each convolution still trained is computed from the
     epoch's per-weight gradient sums, standardised (eq. 3), the candidates
     `l_z .. l_n*` found (eq. 4) and checked against the median of the
-    previously dropped layers (Algorithm 1). The candidate count is rounded
-    down to a single-tensor cut point (`kerascnn.callbacks.learn_drop.model_split`): ResNet block
-    boundaries, VGG conv/BN/ReLU/pool groups. From the next epoch on only the
+    previously dropped layers (Algorithm 1, which drops only when `n* > 1`:
+    `min_layers`). The cut falls right after the n*-th convolution's
+    BN/activation/pool (`kerascnn.callbacks.learn_drop.model_split`); inside
+    a ResNet residual block every tensor crossing the cut (main path and
+    shortcut) is cached, as in the paper's Figure 3. `cut_points=
+    conv_cut_points(model).single` keeps only single-tensor cuts (ResNet
+    block boundaries, VGG groups), rounding down. From the next epoch on only the
     head is trained, on features cached once (see the module docstring for
     the mechanics, the augmentation trade-off and resuming).
 
@@ -407,7 +431,11 @@ class LayerDropping(_LearnDropBase):
             Defaults to `"auto"`.
         log_scores: add `learn_drop/score/<conv>` to the epoch logs.
             Defaults to True.
-        verbose: 0, 1 or 2; non-zero prints each drop. Defaults to 0.
+        verbose: 0, 1 or 2; non-zero prints each drop and, after each build,
+            the cache size and the set-up times. Defaults to 0.
+        min_layers: the fewest convolutions one drop takes. Defaults to 2,
+            Algorithm 1's `n* > 1` (a single candidate layer is not
+            dropped); 1 restores the looser pre-#14 rule.
 
     Composition: checkpoints written during `fit` (`ModelCheckpoint`,
     `BackupAndRestore`) hold the full model with the user's `trainable`
@@ -442,8 +470,10 @@ class LayerDropping(_LearnDropBase):
         cut_points="auto",
         log_scores=True,
         verbose=0,
+        min_layers=PAPER_MIN_LAYERS,
     ):
         super().__init__(warmup_epochs, force_drops, cut_points, log_scores, verbose)
+        self.min_layers = check_min_layers(min_layers)
         if not (isinstance(cache, str) and cache == "memory") and not isinstance(
             cache, (str, os.PathLike)
         ):
@@ -488,7 +518,11 @@ class LayerDropping(_LearnDropBase):
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.backup_dir = None if backup_dir is None else os.fspath(backup_dir)
-        self.timings = []  # per build: {"epoch", "source", "seconds", "write_seconds", "bytes"}
+        # One dict per build: epoch, source, epoch_seconds, setup_seconds (= split_seconds +
+        # compile_seconds + extract_seconds + pipeline_seconds), write_seconds (part of the
+        # extract), first_step_seconds (incl. the head's trace), head_traces (train_step
+        # traces, one per replica), extract_traces, bytes, samples, on_disk.
+        self.timings = []
 
     # ------------------------------------------------------------------
     def _reset_state(self):
@@ -585,89 +619,150 @@ class LayerDropping(_LearnDropBase):
         elif refresh:
             self._start_build(epoch, self.dropped, self.cut, True)
         elif self._head is not None:
-            self._install_cache_function()
+            self._install("cache")
         self._stats.begin_epoch(epoch)
 
     def _start_build(self, epoch, k, cut, from_raw):
+        """Splits the model and prepares the build epoch (traces nothing).
+
+        A refresh at the same cut keeps the head (and its traced train
+        function); a new cut builds and compiles a new head.
+        """
         model = self.model
         strategy = model.distribute_strategy
-        start = None if from_raw else self.cut
-        pre = sub_model(model, start, cut, name=f"{model.name}_learn_drop_pre")
-        core = sub_model(model, cut, None, name=f"{model.name}_learn_drop_core")
-        with strategy.scope():
-            head = _Head(model, core, pre, store_dtype=self.cache_dtype)
-            head.compile(
-                optimizer=model.optimizer,
-                steps_per_execution=model.steps_per_execution,
-                jit_compile=False,
-                run_eagerly=model.run_eagerly,
-            )
-        old_cache, old_iter = self._feature_cache, None
+        start = time.perf_counter()
+        reuse = self._head is not None and cut == self.cut
+        pre = sub_model(
+            model, None if from_raw else self.cut, cut, name=f"{model.name}_learn_drop_pre"
+        )
+        core = None if reuse else sub_model(model, cut, None, name=f"{model.name}_learn_drop_core")
+        split_seconds = time.perf_counter() - start
+        head = self._head
+        if not reuse:
+            with strategy.scope():
+                head = _Head(model, core)
+                head.compile(
+                    optimizer=model.optimizer,
+                    steps_per_execution=model.steps_per_execution,
+                    jit_compile=False,
+                    run_eagerly=model.run_eagerly,
+                )
+            self._head_macs = sub_macs(self._macs_table, core)
+        old_cache, source_iter = self._feature_cache, None
         if not from_raw:
-            # One pass over the previous cache (shuffled), not the repeated iterator.
-            old_ds = old_cache.dataset(self._batch_size, shuffle=True, seed=self.seed, repeat=False)
-            old_iter = iter(strategy.experimental_distribute_dataset(old_ds))
-        self._cache_iter = None
+            # One pass over the previous cache; the new cache is shuffled on read.
+            old_ds = old_cache.dataset(self._batch_size, shuffle=False, repeat=False)
+            source_iter = iter(strategy.experimental_distribute_dataset(old_ds))
         self.dropped, self.cut, self._head = k, cut, head
         self._stats.follow(head)
-        cache = FeatureCache(
-            directory=self._cache_dir, dtype=self.cache_dtype, shuffle_buffer=self.shuffle_buffer
-        )
         self._building = {
             "epoch": epoch,
-            "cache": cache,
+            "cache": FeatureCache(
+                directory=self._cache_dir,
+                dtype=self.cache_dtype,
+                shuffle_buffer=self.shuffle_buffer,
+            ),
             "old_cache": old_cache,
-            "source_iter": None if from_raw else old_iter,
+            "source_iter": source_iter,
             "source": "raw" if from_raw else "cache",
-            "start": time.perf_counter(),
-            "macs": sub_macs(self._macs_table, pre) + sub_macs(self._macs_table, core),
+            "start": start,
+            "macs": sub_macs(self._macs_table, pre) + self._head_macs,
+            "extract": self._extract_function(pre),
+            "split_seconds": split_seconds,
+            "compile_seconds": time.perf_counter() - start - split_seconds,
+            "traces_before": head.trace_count,
+            "capacity": None if from_raw else old_cache.num_samples,
         }
-        self._feature_cache, self._cache_iter = cache, None
-        self._head_macs = sub_macs(self._macs_table, core)
-        self._install_build_function(head)
+        self._feature_cache, self._cache_iter = self._building["cache"], None
+        self._install("build")
+
+    def _extract_function(self, pre):
+        """A tf.function: one batch from an iterator -> `(features, y[, w])` of `pre`.
+
+        Forward only, in inference mode, cast to `cache_dtype` in the graph.
+        It takes the iterator, so it is traced once (also for a last partial
+        batch). Layers still monitored by `LayerStatistics` (a resumed run's
+        dropped prefix without a value yet) are recorded when the collector
+        offers `wrap_forward`.
+        """
+        strategy = self.model.distribute_strategy
+        dtype = None if self.cache_dtype is None else tf.dtypes.as_dtype(self.cache_dtype)
+
+        def cast(t):
+            return tf.cast(t, dtype) if dtype is not None and t.dtype.is_floating else t
+
+        def forward(data):
+            x, y, sample_weight = unpack_x_y_sample_weight(data)
+            features = tf.nest.map_structure(cast, pre(x, training=False))
+            if isinstance(features, list):
+                features = tuple(features)
+            return (features, y) if sample_weight is None else (features, y, sample_weight)
+
+        wrap = getattr(self._stats, "wrap_forward", None)
+        step = wrap(forward) if wrap is not None else forward
+
+        @tf.function(autograph=False)  # no Python control flow on tensors: faster trace
+        def extract(iterator):
+            return strategy.run(step, args=(next(iterator),))
+
+        return extract
 
     def _run(self, iterator):
-        if self._mode == "cache":
-            return self._head.train_function(self._cache_iter)
+        # The same keras train function of the head for the build epoch and
+        # every cache epoch (built once, traced at its first call).
+        self._head.make_train_function()  # no-op once built
+        train = self._head.train_function
+        if self._mode == "build":
+            self._build_cache(iterator)
+            start = time.perf_counter()
+            logs = train(self._cache_iter)
+            self._building["first_step_seconds"] = time.perf_counter() - start
+            return logs
+        return train(self._cache_iter)
+
+    def _build_cache(self, iterator):
+        """First step of a build epoch: the whole epoch's features into the cache.
+
+        Reads `params["steps"]` batches of the raw data (or the whole previous
+        cache) through the forward-only extract function, then finalizes the
+        cache and creates its (repeated, reshuffled) iterator; the head then
+        trains on it for the rest of this epoch and every later epoch.
+        """
         build = self._building
-        source = build["source_iter"] if build["source_iter"] is not None else iterator
-        logs = None
-        for _ in range(self.model.steps_per_execution):
+        raw = build["source_iter"] is None
+        source = iterator if raw else build["source_iter"]
+        steps = self.params.get("steps") if raw else None
+        cache, extract = build["cache"], build["extract"]
+        start, count = time.perf_counter(), 0
+        while steps is None or count < steps:
             try:
-                data = next(source)
+                payload = extract(source)
             except (StopIteration, tf.errors.OutOfRangeError):
-                if logs is None:
-                    raise StopIteration from None
                 break
-            logs, payload = build["step"](data)
-            build["cache"].append(*[self._to_numpy(v) for v in payload])
-        return logs
+            arrays = tf.nest.map_structure(self._to_numpy, payload)
+            if count == 0 and not cache.on_disk:
+                # Preallocate the memory cache (one buffer per field, no concatenation).
+                batch = len(tf.nest.flatten(arrays)[0])
+                cache.capacity = steps * batch if raw and steps else build["capacity"]
+            cache.append(*arrays)
+            count += 1
+        cache.finalize()
+        build["extract_seconds"] = time.perf_counter() - start
+        build["extract_traces"] = int(extract.experimental_get_tracing_count())
+        if cache.num_samples == 0:
+            raise RuntimeError("LayerDropping: the build epoch produced no features.")
+        start = time.perf_counter()
+        self._batch_size = int(cache.batch_size)
+        ds = cache.dataset(self._batch_size, shuffle=True, seed=self.seed, repeat=True)
+        self._cache_iter = iter(self.model.distribute_strategy.experimental_distribute_dataset(ds))
+        build["pipeline_seconds"] = time.perf_counter() - start
+        self._mode = "cache"  # the rest of this epoch trains the head on the cache
 
     def _to_numpy(self, value):
         parts = self.model.distribute_strategy.experimental_local_results(value)
+        if len(parts) == 1:
+            return np.asarray(parts[0])
         return np.concatenate([np.asarray(p) for p in parts])
-
-    def _install_build_function(self, head):
-        strategy = self.model.distribute_strategy
-
-        @tf.function(reduce_retracing=True)
-        def step(data):
-            logs, payload = strategy.run(head.train_step, args=(data,))
-            logs = reduce_per_replica(logs, strategy, reduction="auto")
-            return logs, payload
-
-        self._building["step"] = step
-        self._install("build")
-
-    def _install_cache_function(self):
-        if self._cache_iter is None:
-            ds = self._feature_cache.dataset(
-                self._batch_size, shuffle=True, seed=self.seed, repeat=True
-            )
-            strategy = self.model.distribute_strategy
-            self._cache_iter = iter(strategy.experimental_distribute_dataset(ds))
-        self._head.make_train_function()
-        self._install("cache")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -683,6 +778,9 @@ class LayerDropping(_LearnDropBase):
         )
         self._epoch_logs(logs, scores, macs)
         logs["learn_drop/epoch_seconds"] = time.perf_counter() - self._epoch_start
+        logs["learn_drop/setup_seconds"] = self.timings[-1]["setup_seconds"] if built else 0.0
+        cache = self._feature_cache
+        logs["learn_drop/cache_bytes"] = float(cache.nbytes) if cache is not None else 0.0
         self._record_decision(epoch, k, standardized, scores)
         if k is not None and k > self.dropped:
             self._pending = (k, self.plan.cuts[k])
@@ -693,28 +791,44 @@ class LayerDropping(_LearnDropBase):
     def _finish_build(self, epoch):
         build, self._building = self._building, None
         cache = build["cache"]
-        cache.finalize()
-        if cache.num_samples == 0:
+        if "extract_seconds" not in build:  # the epoch ran no step
             raise RuntimeError("LayerDropping: the build epoch produced no features.")
-        self._batch_size = int(cache.batch_size)
-        # The head now trains on the cache: retrace its train function without `pre`.
-        self._head.set_pre(None)
-        self._head.make_train_function(force=True)
         old = build["old_cache"]
         if old is not None:
             old.cleanup()
         self._epochs_since_build = 0
-        self.timings.append(
-            {
-                "epoch": epoch,
-                "source": build["source"],
-                "epoch_seconds": time.perf_counter() - build["start"],
-                "write_seconds": cache.write_seconds,
-                "bytes": int(cache.nbytes),
-                "samples": int(cache.num_samples),
-                "on_disk": cache.on_disk,
-            }
+        setup = sum(
+            build[key]
+            for key in ("split_seconds", "compile_seconds", "extract_seconds", "pipeline_seconds")
         )
+        entry = {
+            "epoch": epoch,
+            "source": build["source"],
+            "epoch_seconds": time.perf_counter() - build["start"],
+            "setup_seconds": setup,
+            "split_seconds": build["split_seconds"],
+            "compile_seconds": build["compile_seconds"],
+            "extract_seconds": build["extract_seconds"],
+            "write_seconds": cache.write_seconds,
+            "pipeline_seconds": build["pipeline_seconds"],
+            "first_step_seconds": build.get("first_step_seconds", float("nan")),
+            "head_traces": self._head.trace_count - build["traces_before"],
+            "extract_traces": build["extract_traces"],
+            "bytes": int(cache.nbytes),
+            "samples": int(cache.num_samples),
+            "on_disk": cache.on_disk,
+        }
+        self.timings.append(entry)
+        if self.verbose:
+            where = "on disk" if cache.on_disk else "in memory"
+            print_msg(
+                f"\nEpoch {epoch + 1}: Learn&Drop cache of {entry['samples']} samples, "
+                f"{entry['bytes'] / 2**20:.1f} MiB {where}; set-up {setup:.2f} s (split "
+                f"{entry['split_seconds']:.2f}, compile {entry['compile_seconds']:.2f}, tail "
+                f"forward + write {entry['extract_seconds']:.2f} of which write "
+                f"{entry['write_seconds']:.2f}, pipeline {entry['pipeline_seconds']:.2f}); first "
+                f"head step {entry['first_step_seconds']:.2f} s ({entry['head_traces']} trace)."
+            )
 
     def _abort(self):
         """Cleanup after an exception inside a train function."""

@@ -2,11 +2,16 @@
 
 `FeatureCache` receives batches of `(features, y[, sample_weight])` as numpy
 arrays (written once, e.g. by `LayerDropping` during the epoch where the
-tail computes them) and then serves them as a `tf.data.Dataset` reshuffled
+tail computes them; `features` is one array, or a tuple of arrays when
+several tensors cross the cut: inside a residual block, the main path and
+the shortcut) and then serves them as a `tf.data.Dataset` reshuffled
 every epoch. Storage:
 
-* **memory** (`directory=None`): the batches are concatenated into one array
-  per field; the dataset shuffles over the whole cache.
+* **memory** (`directory=None`): each batch is copied into one preallocated,
+  64-byte aligned buffer per field (sized by `capacity`, else grown by
+  doubling), which TensorFlow then reads without a copy (DLPack), so the
+  cache costs about its size in memory; the dataset shuffles indices over
+  the whole cache and gathers each batch.
 * **disk** (`directory=...`): a fresh sub-directory
   `kerascnn_feature_cache_*` under `directory` holds `shards` TFRecord files,
   one record per written batch holding `tf.io.serialize_tensor` bytes
@@ -43,6 +48,12 @@ Example:
 >>> [tuple(b[0].shape) for b in ds]
 [(2, 2, 2, 3), (2, 2, 2, 3)]
 >>> cache.cleanup()
+>>> pair = FeatureCache()  # two tensors cross the cut: x is a tuple
+>>> pair.append((np.ones((4, 2, 2, 3), "float32"), np.zeros((4, 2, 2, 5), "float32")), np.arange(4))
+>>> pair.finalize()
+>>> (main, shortcut), y = next(iter(pair.dataset(batch_size=4, repeat=False)))
+>>> tuple(main.shape), tuple(shortcut.shape)
+((4, 2, 2, 3), (4, 2, 2, 5))
 """
 
 from __future__ import annotations
@@ -59,7 +70,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-_FIELDS = ("x", "y", "w")
+from kerascnn import _checks
+
 #: Prefix of disk cache directories, and the owner file inside each.
 CACHE_PREFIX = "kerascnn_feature_cache_"
 OWNER_FILE = "owner.json"
@@ -139,6 +151,32 @@ def remove_stale_caches(directory):
     return removed
 
 
+_ALIGN = 64  # bytes: what TensorFlow's CPU kernels require of a tensor's buffer
+
+
+def _aligned_empty(shape, dtype):
+    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary.
+
+    Its pages are only backed by memory once written, so a buffer sized for
+    the whole cache costs what has been written so far.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    offset = (-raw.ctypes.data) % _ALIGN
+    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
+
+
+def _as_tensor(array):
+    """A tensor over `array`'s memory (zero-copy via DLPack when aligned, else a copy)."""
+    if array.size and array.flags.c_contiguous and array.ctypes.data % _ALIGN == 0:
+        try:
+            return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        except (AttributeError, TypeError, ValueError, BufferError, tf.errors.OpError):
+            pass  # a dtype DLPack does not carry (e.g. bool): copy
+    return tf.convert_to_tensor(array)
+
+
 def _options():
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -187,6 +225,10 @@ class FeatureCache:
         shards: number of TFRecord files of a disk cache. Defaults to 8.
         shuffle_buffer: samples in the shuffle buffer of a disk cache (a
             memory cache is shuffled fully). Defaults to 4096.
+        capacity: expected number of samples of a memory cache (an upper
+            bound is fine), or None. With it the buffers are allocated once
+            and the cache costs about its size in memory; without it they
+            grow by doubling. Defaults to None.
 
     Example:
 
@@ -196,7 +238,7 @@ class FeatureCache:
     3
     """
 
-    def __init__(self, directory=None, dtype=None, shards=8, shuffle_buffer=4096):
+    def __init__(self, directory=None, dtype=None, shards=8, shuffle_buffer=4096, capacity=None):
         if dtype is not None:
             dtype = tf.dtypes.as_dtype(dtype)
             if not dtype.is_floating:
@@ -211,14 +253,18 @@ class FeatureCache:
         self.dtype = dtype
         self.shards = shards
         self.shuffle_buffer = shuffle_buffer
+        self.capacity = _checks.check_positive_int(capacity, "capacity", allow_none=True)
         self.path = None
         self.num_samples = 0
         self.num_batches = 0
         self.batch_size = 0
         self.nbytes = 0
         self.write_seconds = 0.0
-        self._arrays = {field: [] for field in _FIELDS}
+        self._buffers = {}
+        self._tensors = {}
         self._specs = None
+        self._x_structure = None
+        self._source_dtypes = []
         self._writers = []
         self._finalized = False
         self._finalizer = None
@@ -234,22 +280,42 @@ class FeatureCache:
         return self.path is not None
 
     def append(self, x, y, sample_weight=None):
-        """Adds one batch (numpy arrays with the same first dimension)."""
+        """Adds one batch (numpy arrays with the same first dimension).
+
+        Args:
+            x: the features, an array or a tuple / list of arrays (several
+                tensors cross the cut); every batch must have the same
+                structure.
+            y: the targets.
+            sample_weight: the sample weights, or None.
+        """
         if self._finalized:
             raise RuntimeError("FeatureCache.append after finalize().")
         start = time.perf_counter()
-        x = np.asarray(x)
-        source_dtype = x.dtype
-        if self.dtype is not None and np.issubdtype(x.dtype, np.floating):
-            x = x.astype(self.dtype.as_numpy_dtype)
-        values = {"x": x, "y": np.asarray(y)}
+        parts = [np.asarray(v) for v in x] if isinstance(x, (tuple, list)) else [np.asarray(x)]
+        structure = len(parts) if isinstance(x, (tuple, list)) else None
+        if self._specs is not None and structure != self._x_structure:
+            raise ValueError(
+                "Every batch appended to a FeatureCache must have the same features structure. "
+                f"Received: x with {structure or 1} arrays after {self._x_structure or 1}"
+            )
+        source_dtypes = [tf.dtypes.as_dtype(v.dtype) for v in parts]
+        if self.dtype is not None:
+            parts = [
+                v.astype(self.dtype.as_numpy_dtype) if np.issubdtype(v.dtype, np.floating) else v
+                for v in parts
+            ]
+        values = {f"x{i}": v for i, v in enumerate(parts)}
+        values["y"] = np.asarray(y)
         if sample_weight is not None:
             values["w"] = np.asarray(sample_weight)
         if self._specs is None:
             self._specs = {
                 key: (tf.dtypes.as_dtype(v.dtype), v.shape[1:]) for key, v in values.items()
             }
-            self._source_dtype = tf.dtypes.as_dtype(source_dtype)
+            self._source_dtypes = source_dtypes
+            self._x_structure = structure
+        x = parts[0]
         n = x.shape[0]
         if self.on_disk:
             if not self._writers:
@@ -274,13 +340,25 @@ class FeatureCache:
                     "cache='memory'."
                 ) from error
         else:
-            for key, v in values.items():
-                self._arrays[key].append(v)
+            self._write_buffers(values, n)
         self.num_samples += n
         self.batch_size = max(self.batch_size, n)
         self.num_batches += 1
         self.nbytes += sum(v.nbytes for v in values.values())
         self.write_seconds += time.perf_counter() - start
+
+    def _write_buffers(self, values, n):
+        """Copies a batch into the preallocated buffers (grown by doubling when full)."""
+        start, stop = self.num_samples, self.num_samples + n
+        for key, v in values.items():
+            buf = self._buffers.get(key)
+            if buf is None or stop > len(buf):
+                size = max(stop, self.capacity or 0, 2 * (0 if buf is None else len(buf)))
+                new = _aligned_empty((size,) + v.shape[1:], self._specs[key][0].as_numpy_dtype)
+                if buf is not None:
+                    new[:start] = buf[:start]
+                self._buffers[key] = buf = new
+            buf[start:stop] = v
 
     def finalize(self):
         """Closes the writers (disk) or concatenates the batches (memory)."""
@@ -295,9 +373,10 @@ class FeatureCache:
                 self.cleanup()
                 raise OSError(f"Closing the feature cache files failed: {error}") from error
         else:
-            self._arrays = {
-                key: np.concatenate(parts) if parts else None for key, parts in self._arrays.items()
-            }
+            # Views of the buffers, shared with TensorFlow without a copy when aligned.
+            n = self.num_samples
+            self._tensors = {key: _as_tensor(buf[:n]) for key, buf in self._buffers.items()}
+            self._buffers = {}
         self._writers = []
         self._finalized = True
         self.write_seconds += time.perf_counter() - start
@@ -314,58 +393,80 @@ class FeatureCache:
 
         Returns:
             A `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`
-            batches, `x` in the dtype it was written with.
+            batches, `x` in the dtype it was written with: one tensor, or a
+            tuple of tensors when tuples were appended.
         """
         if not self._finalized:
             raise RuntimeError("FeatureCache.dataset before finalize().")
         if self.num_samples == 0:
             raise ValueError("The feature cache is empty.")
-        keys = [k for k in _FIELDS if k in self._specs]
-        source = self._source_dtype
         if self.on_disk:
-            files = sorted(
-                os.path.join(self.path, f) for f in os.listdir(self.path) if f.endswith(".tfrecord")
-            )
-            specs = self._specs
-            description = {k: tf.io.FixedLenFeature([], tf.string) for k in keys}
-
-            def parse(record):
-                parsed = tf.io.parse_single_example(record, description)
-                out = []
-                for k in keys:
-                    t = tf.io.parse_tensor(parsed[k], specs[k][0])
-                    t.set_shape((None,) + tuple(specs[k][1]))
-                    out.append(t)
-                return tuple(out)
-
-            ds = tf.data.Dataset.from_tensor_slices(files)
-            if shuffle:
-                ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-            ds = ds.interleave(
-                tf.data.TFRecordDataset, cycle_length=min(4, len(files)), block_length=1
-            )
-            ds = ds.map(parse).unbatch()
-            if shuffle:
-                ds = ds.shuffle(
-                    min(self.shuffle_buffer, self.num_samples),
-                    seed=seed,
-                    reshuffle_each_iteration=True,
-                )
+            ds = self._disk_dataset(shuffle, seed).batch(batch_size)
         else:
-            ds = tf.data.Dataset.from_tensor_slices(tuple(self._arrays[k] for k in keys))
-            if shuffle:
-                ds = ds.shuffle(self.num_samples, seed=seed, reshuffle_each_iteration=True)
-        if self.dtype is not None and source != self.dtype:
-
-            def cast(*fields):
-                return (tf.cast(fields[0], source),) + tuple(fields[1:])
-
-            ds = ds.map(cast)
-        ds = ds.batch(batch_size)
+            ds = self._memory_dataset(batch_size, shuffle, seed)
+        ds = self._restructure(ds)
         if repeat:
             ds = ds.repeat()
         ds = ds.prefetch(2)
         return ds.with_options(_options())
+
+    def _memory_dataset(self, batch_size, shuffle, seed):
+        """Batches gathered from the cached tensors by shuffled indices.
+
+        Only indices go through the shuffle buffer (not a copy of every
+        sample, as `from_tensor_slices(...).shuffle(n)` would hold).
+        """
+        tensors = tuple(self._tensors[k] for k in self._specs)  # "x0", ["x1", ...], "y", ["w"]
+        ds = tf.data.Dataset.range(self.num_samples)
+        if shuffle:
+            ds = ds.shuffle(self.num_samples, seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).map(lambda idx: tuple(tf.gather(t, idx) for t in tensors))
+
+    def _disk_dataset(self, shuffle, seed):
+        """Samples parsed from the TFRecord shards (interleaved, buffer-shuffled)."""
+        keys = list(self._specs)
+        files = sorted(
+            os.path.join(self.path, f) for f in os.listdir(self.path) if f.endswith(".tfrecord")
+        )
+        specs = self._specs
+        description = {k: tf.io.FixedLenFeature([], tf.string) for k in keys}
+
+        def parse(record):
+            parsed = tf.io.parse_single_example(record, description)
+            out = []
+            for k in keys:
+                t = tf.io.parse_tensor(parsed[k], specs[k][0])
+                t.set_shape((None,) + tuple(specs[k][1]))
+                out.append(t)
+            return tuple(out)
+
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if shuffle:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)), block_length=1)
+        ds = ds.map(parse).unbatch()
+        if shuffle:
+            ds = ds.shuffle(
+                min(self.shuffle_buffer, self.num_samples), seed=seed, reshuffle_each_iteration=True
+            )
+        return ds
+
+    def _restructure(self, ds):
+        """Casts stored features back to their written dtype and nests a tuple `x`."""
+        n = len(self._source_dtypes)
+        sources = self._source_dtypes
+        cast = self.dtype is not None and any(d != self.dtype for d in sources)
+        if not cast and self._x_structure is None:
+            return ds
+
+        def restructure(*fields):
+            x = tuple(
+                tf.cast(f, d) if cast and f.dtype != d else f
+                for f, d in zip(fields[:n], sources, strict=True)
+            )
+            return (x if self._x_structure is not None else x[0],) + tuple(fields[n:])
+
+        return ds.map(restructure)
 
     def cleanup(self):
         """Frees the memory cache or removes the cache directory."""
@@ -375,7 +476,8 @@ class FeatureCache:
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
         self._writers = []
-        self._arrays = {field: [] for field in _FIELDS}
+        self._buffers = {}
+        self._tensors = {}
         if self._finalizer is not None:
             self._finalizer()  # removes self.path (once)
         self._finalized = True

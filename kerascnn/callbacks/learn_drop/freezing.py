@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from kerascnn.callbacks.learn_drop.dropping import _Head, _LearnDropBase, layer_macs
 from kerascnn.callbacks.learn_drop.model_split import flatten_nested, sub_model
+from kerascnn.callbacks.learn_drop.score import PAPER_MIN_LAYERS, check_min_layers
 
 
 class LayerFreezing(_LearnDropBase):
@@ -40,6 +41,8 @@ class LayerFreezing(_LearnDropBase):
         log_scores: add `learn_drop/score/<conv>` to the epoch logs.
             Defaults to True.
         verbose: 0, 1 or 2; non-zero prints each freeze. Defaults to 0.
+        min_layers: the fewest convolutions one freeze takes. Defaults to 2
+            (Algorithm 1's `n* > 1`); 1 also freezes a single layer.
 
     Example:
 
@@ -65,8 +68,10 @@ class LayerFreezing(_LearnDropBase):
         cut_points="auto",
         log_scores=True,
         verbose=0,
+        min_layers=PAPER_MIN_LAYERS,
     ):
         super().__init__(warmup_epochs, force_drops, cut_points, log_scores, verbose)
+        self.min_layers = check_min_layers(min_layers)
         if not isinstance(restore_trainable, bool):
             raise TypeError(
                 "restore_trainable must be a bool. "
@@ -112,7 +117,7 @@ class LayerFreezing(_LearnDropBase):
         pre = sub_model(model, None, self.cut, name=f"{model.name}_frozen_tail")
         core = sub_model(model, self.cut, None, name=f"{model.name}_trained_head")
         with model.distribute_strategy.scope():
-            head = _Head(model, core, pre, emit_features=False)
+            head = _Head(model, core, pre)
             head.compile(
                 optimizer=model.optimizer,
                 steps_per_execution=model.steps_per_execution,

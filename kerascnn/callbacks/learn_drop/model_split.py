@@ -1,19 +1,23 @@
-"""Single-tensor cut points of a functional model, and tail/head sub-models.
+"""Cut points of a functional model (one or several tensors), and tail/head sub-models.
 
-A *cut point* is a layer whose (single) output tensor is the only tensor that
-crosses from the part of the graph that computes it (the *tail*: the layer
-and all its ancestors) to the rest (the *head*). Cutting there splits the
-model into `tail(x) -> features` and `head(features) -> outputs` with
-`head(tail(x)) == model(x)`. Both sub-models share the original layer objects
-(and so their variables) with the model: training the head trains `model`.
+A *cut after layer L* splits the model's graph, in topological order, into
+the *tail* (every layer up to and including L) and the *head* (the rest).
+The tensors that cross the cut are the outputs of tail layers used by head
+layers: L's own output first, then any other (e.g. the input of a residual
+block, still needed by its skip connection), in topological order. Cutting
+there splits the model into `tail(x) -> features` and
+`head(features) -> outputs` with `head(tail(x)) == model(x)`; `features` is
+one tensor when one tensor crosses and a list when several do. Both
+sub-models share the original layer objects (and so their variables) with
+the model: training the head trains `model`.
 
-For kerascnn zoo models this gives the cut points of the Learn&Drop paper:
-ResNet at residual-block boundaries (inside a block the block input still
-feeds the skip path, so no single tensor crosses) and VGG after every
-conv/BN/ReLU(/pool) group. A user's functional or Sequential model whose
-convolutions form a chain works the same way; a model where a tensor skips
-over every possible cut (a dense connection to the end, several inputs) gets a
-`ValueError` naming the layer.
+Every convolution can be cut after, as in the Learn&Drop paper's Figure 3
+("the saved feature maps come from the layers [...] inside the residual
+block on the main track and on the skip connection"): a ResNet cut after
+the first convolution of a residual block has two crossing tensors, the main
+path and the shortcut, and both are cached. At block boundaries, between
+VGG conv/BN/ReLU(/pool) groups and in a chain of convolutions one tensor
+crosses, as before (`CutPlan.single` lists those cut points).
 
 Nested functional (or Sequential) models used as layers, such as a
 `keras.applications` backbone inside a user's model, are inlined first
@@ -21,18 +25,21 @@ Nested functional (or Sequential) models used as layers, such as a
 model stays one opaque layer (no cut inside it).
 
 `conv_cut_points(model)` maps "the first k convolutions are in the tail" to
-the last layer at which the model can be cut with exactly those k
-convolutions in the tail, so that a cut after a conv also takes its BN,
-activation and pooling.
+the last layer before the (k+1)-th convolution, so that a cut after a conv
+also takes its BN, activation and pooling.
 
 Example:
 
 >>> from kerascnn import zoo
 >>> m = zoo.resnet18(input_shape=(16, 16, 3), width_multiplier=0.125)
 >>> plan = conv_cut_points(m)
->>> plan.cuts[1], plan.cuts[4]
-('stem_conv1_relu', 'stage1_block1_out')
->>> tail, head = split_model(m, "stage1_block1_out")
+>>> plan.cuts[4], plan.crossing["stage1_block1_out"]
+('stage1_block1_out', ['stage1_block1_out'])
+>>> plan.cuts[5], plan.crossing[plan.cuts[5]]  # inside a residual block
+('stage1_block2_1_relu', ['stage1_block2_1_relu', 'stage1_block1_out'])
+>>> tail, head = split_model(m, "stage1_block2_1_relu")
+>>> len(tail.outputs), len(head.inputs)
+(2, 2)
 """
 
 from __future__ import annotations
@@ -104,18 +111,28 @@ class CutPlan:
     Attributes:
         convs: names of the convolution layers, in topological order.
         cuts: `{k: layer_name}`, the layer to cut after so that exactly the
-            first `k` convolutions are in the tail (the last such layer in
-            topological order, so a conv's BN/activation/pool go with it).
-            Only `k < len(convs)` (the head keeps at least one convolution).
-        valid: names of all layers after which a single-tensor cut exists.
-        blocked: `{conv_name: reason}` for convolutions after which no cut
-            exists before the next convolution, with the tensor that crosses.
+            first `k` convolutions are in the tail (the last layer before the
+            (k+1)-th convolution, so a conv's BN/activation/pool go with it),
+            for every `0 < k < len(convs)` (the head keeps at least one
+            convolution).
+        valid: names of all layers after which the model can be cut (every
+            layer but the input and the output layer), in topological order.
+        crossing: `{layer_name: [tensor names]}`, the tensors that cross the
+            cut after each valid layer: the layer's own output first, then
+            the others in topological order. A tensor is named after the
+            layer producing it (`"name[i]"` for output `i` of a layer with
+            several outputs).
+        single: the names in `valid` whose cut has one crossing tensor.
+        blocked: kept for compatibility; always empty (every convolution can
+            be cut after).
     """
 
     convs: list
     cuts: dict
     valid: list
-    blocked: dict
+    crossing: dict = dataclasses.field(default_factory=dict)
+    single: list = dataclasses.field(default_factory=list)
+    blocked: dict = dataclasses.field(default_factory=dict)
 
     def round_down(self, k, minimum=0):
         """The largest cuttable `k' <= k` with `k' > minimum`, or None."""
@@ -127,7 +144,7 @@ class CutPlan:
 
 
 def conv_cut_points(model):
-    """Computes the single-tensor cut points of `model` (see the module doc).
+    """Computes the cut points of `model` (see the module doc).
 
     Args:
         model: a built functional or Sequential `keras.Model` with one input
@@ -138,10 +155,8 @@ def conv_cut_points(model):
 
     Raises:
         ValueError: the model is not functional, has several inputs or
-            outputs, has fewer than two convolutions, or admits no cut that
-            leaves a convolution in the head; the message names the first
-            convolution after which no single tensor crosses, and the layer
-            that receives the other tensor.
+            outputs, has fewer than two convolutions, or calls a
+            convolution more than once.
     """
     model = flatten_nested(model)
     inputs, outputs, nodes = _graph(model)
@@ -152,43 +167,67 @@ def conv_cut_points(model):
             f"{len(outputs)} outputs"
         )
     convs = _conv_names(model, nodes)
-    consumers = {}  # id(tensor) -> list of consumer nodes
-    for node in nodes:
-        for tensor in node.arguments.keras_tensors:
-            consumers.setdefault(id(tensor), []).append(node)
-    output_ids = {id(t) for t in outputs}
-    position = {id(node): i for i, node in enumerate(nodes)}
-    ancestors = _ancestors(nodes, position)
-    valid, crossing, tail_convs = [], {}, {}
-    for i, node in enumerate(nodes):
-        name = node.operation.name
-        if isinstance(node.operation, keras.layers.InputLayer) or len(node.outputs) != 1:
-            continue
-        if id(node.outputs[0]) in output_ids:
-            continue
-        bad = _crossing_tensor(i, nodes, ancestors[i], consumers, position)
-        if bad:
-            crossing[name] = bad
-            continue
-        valid.append(name)
-        tail_convs[name] = sum(
-            1 for j in ancestors[i] if isinstance(nodes[j].operation, CONV_CLASSES)
-        )
+    crossing = {name: [_tensor_name(t) for t in tensors] for name, tensors in _cuts(model).items()}
+    position = {node.operation.name: i for i, node in enumerate(nodes)}
     cuts = {}
-    for name in valid:  # topological order: later cuts overwrite earlier ones
-        k = tail_convs[name]
-        if 0 < k < len(convs):
-            cuts[k] = name
-    blocked = _blocked_convs(nodes, convs, cuts, crossing)
-    if not cuts:
-        first = next(iter(blocked))
-        raise ValueError(
-            f"Model {model.name!r} has no single-tensor cut point that leaves a "
-            f"convolution in the head: after layer {first!r}, {blocked[first]}. "
-            "Layer dropping needs a model whose convolutions form a chain (or "
-            "blocks with one tensor between them)."
-        )
-    return CutPlan(convs=convs, cuts=cuts, valid=valid, blocked=blocked)
+    for k in range(1, len(convs)):
+        before = nodes[position[convs[k]] - 1].operation.name
+        if before in crossing:
+            cuts[k] = before
+    return CutPlan(
+        convs=convs,
+        cuts=cuts,
+        valid=list(crossing),
+        crossing=crossing,
+        single=[name for name, tensors in crossing.items() if len(tensors) == 1],
+    )
+
+
+def _tensor_name(tensor):
+    operation, node_index, tensor_index = _history(tensor)
+    node = operation._inbound_nodes[node_index]
+    return operation.name if len(node.outputs) == 1 else f"{operation.name}[{tensor_index}]"
+
+
+_CUTS = weakref.WeakKeyDictionary()  # flat model -> {layer name: [crossing KerasTensors]}
+
+
+def _cuts(flat):
+    """`{layer name: crossing tensors}` of every cut of the flat model, in one sweep.
+
+    The tail of the cut after node `i` is the topological prefix `nodes[:i+1]`;
+    its crossing tensors are the prefix's outputs with a consumer after `i`.
+    """
+    cached = _CUTS.get(flat)
+    if cached is not None:
+        return cached
+    inputs, outputs, nodes = _graph(flat)
+    position = {id(node): i for i, node in enumerate(nodes)}
+    last_use, tensor_of = {}, {}
+    for i, node in enumerate(nodes):
+        for tensor in node.arguments.keras_tensors:
+            last_use[id(tensor)] = i
+            tensor_of[id(tensor)] = tensor
+    output_ids = {id(t) for t in outputs}
+    calls = {}
+    for node in nodes:
+        calls[node.operation.name] = calls.get(node.operation.name, 0) + 1
+    live, cuts = [], {}
+    for i, node in enumerate(nodes):
+        live = [t for t in live if last_use[id(t)] > i]
+        own = [t for t in keras.tree.flatten(node.outputs) if last_use.get(id(t), -1) > i]
+        live += own
+        if isinstance(node.operation, keras.layers.InputLayer) or i == len(nodes) - 1:
+            continue
+        if calls[node.operation.name] > 1:
+            continue  # a shared layer: its name does not name one cut
+        if any(id(t) in output_ids for t in keras.tree.flatten(node.outputs)):
+            continue
+        others = [t for t in live if not any(t is o for o in own)]
+        others.sort(key=lambda t: position[id(_producer_node(t))])
+        cuts[node.operation.name] = own + others
+    _CUTS[flat] = cuts
+    return cuts
 
 
 def _conv_names(model, nodes):
@@ -209,46 +248,6 @@ def _conv_names(model, nodes):
             f"Received: model={model.name!r} with convolutions {convs}"
         )
     return convs
-
-
-def _ancestors(nodes, position):
-    """The ancestors of each node (node positions, the node included), in one pass."""
-    ancestors = []
-    for node in nodes:
-        acc = {position[id(node)]}
-        for tensor in node.arguments.keras_tensors:
-            acc |= ancestors[position[id(_producer_node(tensor))]]
-        ancestors.append(acc)
-    return ancestors
-
-
-def _crossing_tensor(i, nodes, tail, consumers, position):
-    """`(producer, consumer)` of a tensor other than node `i`'s output leaving `tail`, or None."""
-    for j in sorted(tail):
-        if j == i:
-            continue
-        for tensor in nodes[j].outputs:
-            for consumer in consumers.get(id(tensor), []):
-                if position[id(consumer)] not in tail:
-                    return nodes[j].operation.name, consumer.operation.name
-    return None
-
-
-def _blocked_convs(nodes, convs, cuts, crossing):
-    """`{conv: reason}` of the convolutions (not the last) after which no cut exists."""
-    blocked = {}
-    conv_index = {c: i for i, c in enumerate(convs)}
-    for node in nodes:
-        name = node.operation.name
-        if name in conv_index and (conv_index[name] + 1) not in cuts:
-            if conv_index[name] + 1 < len(convs):
-                reason = crossing.get(name)
-                blocked[name] = (
-                    f"the output of {reason[0]!r} is also used by {reason[1]!r}"
-                    if reason
-                    else "no single tensor crosses before the next convolution"
-                )
-    return blocked
 
 
 _FLAT = weakref.WeakKeyDictionary()  # model -> its flat graph (built once)
@@ -354,33 +353,78 @@ def flatten_nested(model):
     return flat
 
 
-def _output_of(model, name):
-    for node in _graph(model)[2]:
-        if node.operation.name == name:
-            return node.outputs[0]
-    raise ValueError(f"No layer named {name!r} in model {model.name!r}. Received: cut={name!r}")
+def _cut_tensors(flat, name):
+    """The tensors crossing the cut after layer `name` of the flat model."""
+    cuts = _cuts(flat)
+    if name not in cuts:
+        names = {node.operation.name for node in _graph(flat)[2]}
+        what = "the input or output layer" if name in names else "not a layer"
+        raise ValueError(
+            f"Layer {name!r} is not a cut point of model {flat.name!r} ({what}). "
+            f"Valid cut points: {', '.join(cuts)}. Received: cut={name!r}"
+        )
+    return cuts[name]
+
+
+def _one_or_list(tensors):
+    return tensors[0] if len(tensors) == 1 else list(tensors)
 
 
 def sub_model(model, start, end, name=None):
-    """A model sharing `model`'s layers from `start`'s output to `end`'s output.
+    """A model sharing `model`'s layers from the cut after `start` to the cut after `end`.
 
     Args:
         model: the functional model.
-        start: layer name (its output is the sub-model's input) or None for
-            the model's input.
-        end: layer name (its output is the sub-model's output) or None for
-            the model's output.
+        start: layer name (the tensors crossing the cut after it are the
+            sub-model's inputs) or None for the model's input.
+        end: layer name (the tensors crossing the cut after it are the
+            sub-model's outputs) or None for the model's output.
         name: the sub-model's name. Defaults to `"{model}_{start}_{end}"`.
 
     Returns:
         A functional `keras.Model` whose layers are the same objects as
-        `model`'s.
+        `model`'s. Its inputs (outputs) are one tensor when one tensor
+        crosses the cut, else a list (`CutPlan.crossing` gives the order).
+        Sub-models between consecutive cuts compose:
+        `sub_model(m, a, b)(sub_model(m, None, a)(x)) == sub_model(m, None, b)(x)`.
+
+    Raises:
+        ValueError: `start` or `end` is not a cut point.
     """
     model = flatten_nested(model)
-    inputs = model.inputs[0] if start is None else _output_of(model, start)
-    outputs = model.outputs[0] if end is None else _output_of(model, end)
+    inputs = list(model.inputs[:1]) if start is None else _cut_tensors(model, start)
+    outputs = list(model.outputs[:1]) if end is None else _cut_tensors(model, end)
     name = name or f"{model.name}_{start or 'input'}_to_{end or 'output'}"
-    return keras.Model(inputs, outputs, name=name)
+    if start is not None and any(t is i for t in outputs for i in inputs):
+        inputs, outputs = _replay(model, start, end, inputs, outputs)
+    return keras.Model(_one_or_list(inputs), _one_or_list(outputs), name=name)
+
+
+def _replay(flat, start, end, inputs, outputs):
+    """New `keras.Input`s for `inputs` and the nodes between the cuts called again on them.
+
+    Used when a tensor crosses both cuts (a shortcut passing through): keras'
+    own cloning of intermediate inputs (`keras.Model(intermediate, ...)`) does
+    not support an output that is also an input. The same layer objects are
+    called again (as keras' cloning does), so variables stay shared.
+    """
+    nodes = _graph(flat)[2]
+    position = {node.operation.name: i for i, node in enumerate(nodes)}
+    first = position[start] + 1
+    last = len(nodes) - 1 if end is None else position[end]
+    tensors, new_inputs = {}, []
+    for tensor in inputs:
+        new = keras.Input(
+            batch_shape=tensor.shape, dtype=tensor.dtype, name=f"{_tensor_name(tensor)}_cut"
+        )
+        tensors[id(tensor)] = new
+        new_inputs.append(new)
+    for node in nodes[first : last + 1]:
+        args, kwargs = node.arguments.fill_in(tensors)
+        results = keras.tree.flatten(node.operation(*args, **kwargs))
+        for tensor, value in zip(keras.tree.flatten(node.outputs), results, strict=True):
+            tensors[id(tensor)] = value
+    return new_inputs, [tensors[id(t)] for t in outputs]
 
 
 def split_model(model, cut):
@@ -391,18 +435,14 @@ def split_model(model, cut):
         cut: name of a layer listed in `conv_cut_points(model).valid`.
 
     Returns:
-        `(tail, head)`: `tail` maps the model input to `cut`'s output, `head`
-        maps that tensor to the model output; `head(tail(x)) == model(x)`.
+        `(tail, head)`: `tail` maps the model input to the tensors crossing
+        the cut (one tensor, or a list: `CutPlan.crossing[cut]`), `head`
+        maps them to the model output; `head(tail(x)) == model(x)`.
 
     Raises:
-        ValueError: `cut` is not a single-tensor cut point.
+        ValueError: `cut` is not a cut point.
     """
-    plan = conv_cut_points(model)
-    if cut not in plan.valid:
-        raise ValueError(
-            f"Layer {cut!r} is not a single-tensor cut point of model {model.name!r}. "
-            f"Valid cut points: {', '.join(plan.valid)}. Received: cut={cut!r}"
-        )
+    conv_cut_points(model)  # the model checks
     return (
         sub_model(model, None, cut, name=f"{model.name}_tail"),
         sub_model(model, cut, None, name=f"{model.name}_head"),

@@ -17,9 +17,14 @@ Layer Dropping" (`shared/papers/learn-and-drop_layer-dropping.txt`, section
   `n* = min{t : P'_t > 0 and P'_{t+1} < 0}` (the first local maximum of the
   prefix sums of P', the paper's "maximum-sum sub-vector starting from the
   first element").
-* Algorithm 1, line 37: drop if a candidate exists and the median `Mc` of
-  the candidates' P' is >= the median `Md` of the P' that the previously
+* Algorithm 1, line 37: drop if `n* > 1` and the median `Mc` of the
+  candidates' P' is >= the median `Md` of the P' that the previously
   dropped layers had when they were dropped (no previous drop: always).
+  Algorithm 1 line 39 takes `tail.layers = head.layers[0:n*]`, so there `n*`
+  is the *number* of leading layers dropped and `n* > 1` means that a run of
+  a single candidate convolution is not dropped (`decide(min_layers=2)`, the
+  default; `min_layers=1` is the older, looser rule). `n_star` below returns
+  the 0-based index `t` of eq. 4, i.e. `t + 1` layers.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from kerascnn import _checks
+
+#: Algorithm 1, line 37: `n* > 1`, i.e. at least two layers per drop.
+PAPER_MIN_LAYERS = 2
 
 
 def layer_score(grad_sums, grad_abs_sums):
@@ -125,32 +135,47 @@ def median_check(candidates, previously_dropped):
     return bool(np.median(candidates) >= np.median(previously_dropped))
 
 
-def decide(scores, previously_dropped=()):
-    """Eqs. 3-4 and the median check on one epoch's raw scores.
+def decide(scores, previously_dropped=(), min_layers=PAPER_MIN_LAYERS):
+    """Eqs. 3-4 and Algorithm 1's drop test on one epoch's raw scores.
 
     Args:
         scores: `P_l` (eq. 2) of the convolution layers still trained, in
             order from the input.
         previously_dropped: the P' recorded for the layers dropped so far.
+        min_layers: the fewest leading layers a drop may take. Defaults to 2,
+            Algorithm 1's `n* > 1` (line 37, with `n*` the number of layers
+            of line 39's `head.layers[0:n*]`); 1 also drops a single layer.
 
     Returns:
         `(count, standardized)`: `count` is the number of leading layers to
-        drop (`n* + 1`), 0 for none; `standardized` the P' array.
+        drop (`n* + 1` of `n_star`'s 0-based index), 0 for none (no
+        candidate, fewer than `min_layers` candidates, or `Mc < Md`);
+        `standardized` the P' array.
 
     Example:
 
     >>> decide([0.9, 0.8, 0.2, 0.1])[0]
     2
+    >>> decide([0.9, 0.2, 0.5, 0.1])[0]  # n* = 1: one layer, not dropped
+    0
+    >>> decide([0.9, 0.2, 0.5, 0.1], min_layers=1)[0]
+    1
     """
+    min_layers = check_min_layers(min_layers)
     standardized = standardize(scores)
     if not np.all(np.isfinite(standardized)) or len(standardized) < 2:
         return 0, standardized
     t = n_star(standardized)
-    if t is None:
+    if t is None or t + 1 < min_layers:
         return 0, standardized
     if not median_check(standardized[: t + 1], list(previously_dropped)):
         return 0, standardized
     return t + 1, standardized
+
+
+def check_min_layers(min_layers):
+    """Validates `min_layers` (an integer >= 1) for the Learn&Drop callbacks."""
+    return _checks.check_positive_int(min_layers, "min_layers")
 
 
 def finite_or_none(value):
