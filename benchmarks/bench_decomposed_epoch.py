@@ -125,7 +125,13 @@ def main(argv=None):
     n = args.batch * args.steps
     x = rng.uniform(0, 1, size=(n, *INPUT_SHAPE)).astype("float32")
     y = rng.integers(0, 10, size=(n,)).astype("int32")
+    # Every `fit` makes and destroys an iterator; with tf.data autotune on, the
+    # destruction can stall for seconds (epoch times then come in steps of
+    # about 2.5 s), so the fixed pipeline runs without autotune.
+    data_options = tf.data.Options()
+    data_options.autotune.enabled = False
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch).repeat().prefetch(2)
+    data = data.with_options(data_options)
     models = {name: build(options, args.width) for name, options in VARIANTS.items()}
     times = time_epochs(models, data, args.steps, args.rounds)
     rows = report(models, times)

@@ -161,8 +161,11 @@ def add_model_arguments(parser, *, classes=True, template=True):
     parser.add_argument(
         "--variant",
         default="auto",
-        choices=("auto", "cifar", "imagenet"),
-        help="stem/head variant (default: auto, from the input size)",
+        choices=("auto", "cifar", "imagenet", "v1"),
+        help=(
+            "stem/head variant (default: auto, from the input size); v1: the "
+            "keras.applications ResNet layout (resnet50/101/152 only)"
+        ),
     )
 
 

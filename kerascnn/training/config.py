@@ -139,7 +139,13 @@ class TrainConfig:
     kernel_groups: int = _option(2, "GPW/RPW groups", type=int, group=TECHNIQUES)
     kernel_overlap: float = _option(0.5, "RPW overlap", type=float, group=TECHNIQUES)
     organize: bool = _switch("reorganize the stages with the 3DRF organizer", group=TECHNIQUES)
-    theta: float = _option(0.0, "organizer threshold (default: 0)", type=float, group=TECHNIQUES)
+    theta: float = _option(
+        None,
+        "organizer threshold (default: the model's: 0 with the paper's rule for VGG, "
+        "0.1 with the saturated rule otherwise)",
+        type=float,
+        group=TECHNIQUES,
+    )
     cutout: object = _optional_value(
         DEFAULT_CUTOUT_SIZE,
         f"cutout of a SIZE x SIZE square (default size: {DEFAULT_CUTOUT_SIZE})",
@@ -280,7 +286,7 @@ class TrainConfig:
                 f"Received: optimizer={type(self.optimizer).__name__}"
             )
         theta = self.theta
-        if self.organize:
+        if self.organize and theta is not None:
             from kerascnn.transforms import organizer
 
             theta = organizer.check_theta(theta)

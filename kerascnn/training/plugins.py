@@ -45,6 +45,7 @@ def _stability_report(callback, report):
         "stable_epoch": None if callback.stable_epoch is None else callback.stable_epoch + 1,
         "predicted_epochs_saved": callback.predicted_epochs_saved,
         "predicted_fraction_saved": callback.predicted_fraction_saved,
+        "preset": callback.preset,
         "decimals": callback.decimals,
         "patience": callback.patience,
         "start_from_epoch": callback.start_from_epoch,

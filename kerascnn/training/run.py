@@ -148,7 +148,7 @@ def train(
     kernel_groups=2,
     kernel_overlap=0.5,
     organize=False,
-    theta=0.0,
+    theta=None,
     cutout=None,
     mixup=None,
     label_smoothing=0.0,
@@ -216,7 +216,9 @@ def train(
             (`kerascnn.transforms.organizer.organize(spec, theta=theta)` on the base
             spec, before the template); the model is then built with the
             organized units per stage. Defaults to False.
-        theta: the organizer's threshold. Defaults to 0.0.
+        theta: the organizer's threshold. Defaults to None: the model's
+            default (`kerascnn.transforms.organizer.default_settings`: 0 with
+            the paper's rule for VGG, 0.1 with the saturated rule otherwise).
         cutout: None/False (off), True (a 10x10 square, the paper's) or the
             square's side; `kerascnn.layers.Cutout` on the training batches.
         mixup: None/False (off), True (alpha 0.2) or alpha:

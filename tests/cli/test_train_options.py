@@ -37,7 +37,7 @@ OLD_FLAGS = {
     "--kernel-groups": 2,
     "--kernel-overlap": 0.5,
     "--organize": False,
-    "--theta": 0.0,
+    "--theta": None,  # #14: None = the model's default (organizer.default_settings)
     "--cutout": None,
     "--mixup": None,
     "--label-smoothing": 0.0,

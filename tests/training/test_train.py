@@ -54,6 +54,7 @@ def test_report_and_files(one_epoch_run):
     stability = saved["stability"]
     assert stability["monitor_only"] is True and stability["stopped"] is False
     assert stability["epochs_run"] == 1 and stability["stable_epoch"] is None
+    assert stability["preset"] == "paper"  # the paper's rule unless asked otherwise
     assert len(saved["stability_history"]) == 1
     assert (out / "stability.png").stat().st_size > 0
 
