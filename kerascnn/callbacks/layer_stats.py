@@ -525,17 +525,7 @@ class LayerStatistics:
             collector = collector_ref()
             if collector is None or not collector._installed:
                 return fn(*args, **kwargs)
-            record = _StepRecord(collector)
-            stack = getattr(_STATE, "stack", None)
-            if stack is None:
-                stack = _STATE.stack = []
-            stack.append(record)
-            try:
-                outputs = fn(*args, **kwargs)
-            finally:
-                stack.pop()
-            collector._accumulate(record)
-            return outputs
+            return collector._recorded(fn, *args, **kwargs)
 
         return forward
 
