@@ -22,6 +22,7 @@ import textwrap
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kerascnn._keras_compat import testing as _keras_testing
 
@@ -275,3 +276,35 @@ def fit_with_callbacks(callbacks, model=None, data=None, epochs=2, batch_size=8,
         x, y, batch_size=batch_size, epochs=epochs, callbacks=list(callbacks), **fit
     )
     return model, history
+
+
+def dense_kernel_map(layer):
+    """`(rows, cols)` in `layer.dense_kernel()` of every compact kernel entry.
+
+    For factorized pointwise layers (GPW, RPW): entry `i` of the flattened
+    compact kernel sits at `dense[rows[i], cols[i]]`.
+    """
+    weights = layer.get_weights()
+    probe = np.arange(1, weights[0].size + 1, dtype="float32").reshape(weights[0].shape)
+    layer.set_weights([probe] + weights[1:])
+    dense = layer.dense_kernel()
+    layer.set_weights(weights)
+    rows, cols = np.nonzero(dense)
+    order = np.argsort(dense[rows, cols])
+    return rows[order], cols[order]
+
+
+def output_and_gradients(layer, x, training):
+    """`[y, dL/dx, dL/dkernel, dL/dbias]` (numpy) of a layer with `kernel` and `bias`.
+
+    The loss weighs the output channels differently (`sin(channel)`), so a
+    permuted output channel changes the gradients.
+    """
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=training)
+        weights = tf.sin(tf.range(y.shape[-1], dtype="float32"))
+        loss = tf.reduce_sum(tf.cast(y, "float32") * weights)
+    grads = tape.gradient(loss, [x, layer.kernel, layer.bias])
+    return [y.numpy().astype("float32")] + [g.numpy() for g in grads]

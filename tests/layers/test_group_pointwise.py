@@ -8,21 +8,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from harness import run_layer_test
+from harness import dense_kernel_map, output_and_gradients, run_layer_test
 
 from kerascnn.layers import GroupPointwiseConv2D
-
-
-def _kernel_map(layer):
-    """`(rows, cols)` of the dense kernel entry of every compact kernel entry."""
-    weights = layer.get_weights()
-    probe = np.arange(1, weights[0].size + 1, dtype="float32").reshape(weights[0].shape)
-    layer.set_weights([probe] + weights[1:])
-    dense = layer.dense_kernel()
-    layer.set_weights(weights)
-    rows, cols = np.nonzero(dense)
-    order = np.argsort(dense[rows, cols])
-    return rows[order], cols[order]
 
 
 def _perm(layer):
@@ -44,17 +32,6 @@ def _dense_reference(layer, dtype):
     return ref
 
 
-def _grads(layer, x, training):
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, training=training)
-        weights = tf.sin(tf.range(y.shape[-1], dtype="float32"))
-        loss = tf.reduce_sum(tf.cast(y, "float32") * weights)
-    gx, gk, gb = tape.gradient(loss, [x, layer.kernel, layer.bias])
-    return y.numpy().astype("float32"), gx.numpy(), gk.numpy(), gb.numpy()
-
-
 CASES = [
     # cin, filters, groups, shuffle
     (16, 32, 4, False),
@@ -73,11 +50,11 @@ def test_outputs_and_gradients_match_dense_conv(cin, filters, groups, shuffle, t
     x = np.random.default_rng(cin + groups).normal(size=(2, 3, 4, cin)).astype("float32")
     layer.build(x.shape)
     ref = _dense_reference(layer, "float32")
-    y, gx, gk, gb = _grads(layer, x, training)
-    ry, rgx, rgk, rgb = _grads(ref, x, training)
+    y, gx, gk, gb = output_and_gradients(layer, x, training)
+    ry, rgx, rgk, rgb = output_and_gradients(ref, x, training)
     np.testing.assert_allclose(y, ry, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gx, rgx, rtol=1e-5, atol=1e-5)
-    rows, cols = _kernel_map(layer)
+    rows, cols = dense_kernel_map(layer)
     np.testing.assert_allclose(gk.reshape(-1), rgk[0, 0][rows, cols], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gb, rgb[np.argsort(_perm(layer))], rtol=1e-5, atol=1e-5)
     # Block structure: every filter reads exactly cin / groups channels.
@@ -89,13 +66,13 @@ def test_mixed_bfloat16_matches_dense_conv():
     x = np.random.default_rng(3).normal(size=(2, 3, 3, 16)).astype("float32")
     layer.build(x.shape)
     ref = _dense_reference(layer, "mixed_bfloat16")
-    y, gx, gk, _ = _grads(layer, x, True)
-    ry, rgx, rgk, _ = _grads(ref, x, True)
+    y, gx, gk, _ = output_and_gradients(layer, x, True)
+    ry, rgx, rgk, _ = output_and_gradients(ref, x, True)
     assert layer(x).dtype == "bfloat16" and layer.kernel.dtype == "float32"
     # bfloat16 keeps 8 bits of mantissa: agreement to its rounding, not 1e-5.
     np.testing.assert_allclose(y, ry, rtol=2e-2, atol=2e-2)
     np.testing.assert_allclose(gx, rgx, rtol=2e-2, atol=2e-2)
-    rows, cols = _kernel_map(layer)
+    rows, cols = dense_kernel_map(layer)
     np.testing.assert_allclose(gk.reshape(-1), rgk[0, 0][rows, cols], rtol=3e-2, atol=3e-2)
 
 

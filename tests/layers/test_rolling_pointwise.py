@@ -9,22 +9,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from harness import run_layer_test
+from harness import dense_kernel_map, output_and_gradients, run_layer_test
 
 from kerascnn.arch.channels import rolling_windows
 from kerascnn.layers import RollingPointwiseConv2D
-
-
-def _kernel_map(layer):
-    """`(rows, cols)` of the dense kernel entry of every compact kernel entry."""
-    weights = layer.get_weights()
-    probe = np.arange(1, weights[0].size + 1, dtype="float32").reshape(weights[0].shape)
-    layer.set_weights([probe] + weights[1:])
-    dense = layer.dense_kernel()
-    layer.set_weights(weights)
-    rows, cols = np.nonzero(dense)
-    order = np.argsort(dense[rows, cols])
-    return rows[order], cols[order]
 
 
 def _dense_reference(layer, dtype):
@@ -34,26 +22,15 @@ def _dense_reference(layer, dtype):
     return ref
 
 
-def _grads(layer, x, training):
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, training=training)
-        weights = tf.sin(tf.range(y.shape[-1], dtype="float32"))
-        loss = tf.reduce_sum(tf.cast(y, "float32") * weights)
-    grads = tape.gradient(loss, [x, layer.kernel, layer.bias])
-    return [y.numpy().astype("float32")] + [g.numpy() for g in grads]
-
-
 def _check_against_dense(layer, x, training, tol):
     if not layer.built:
         layer.build(x.shape)
     ref = _dense_reference(layer, layer.dtype_policy.name)
-    y, gx, gk, gb = _grads(layer, x, training)
-    ry, rgx, rgk, rgb = _grads(ref, x, training)
+    y, gx, gk, gb = output_and_gradients(layer, x, training)
+    ry, rgx, rgk, rgb = output_and_gradients(ref, x, training)
     np.testing.assert_allclose(y, ry, rtol=tol, atol=tol)
     np.testing.assert_allclose(gx, rgx, rtol=tol, atol=tol)
-    rows, cols = _kernel_map(layer)
+    rows, cols = dense_kernel_map(layer)
     np.testing.assert_allclose(gk.reshape(-1), rgk[0, 0][rows, cols], rtol=tol, atol=tol)
     np.testing.assert_allclose(gb, rgb, rtol=tol, atol=tol)
 
