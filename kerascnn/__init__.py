@@ -31,6 +31,7 @@ import importlib
 import os
 import sys
 
+from kerascnn import _keras_compat  # noqa: F401  (installs the Keras multi-worker fixes)
 from kerascnn._warnings import NoEffectWarning  # noqa: F401
 
 __version__ = "0.1.0"
