@@ -12,8 +12,10 @@ Variants:
 - `pw`: keras `Conv2D` 1x1 (dense);
 - `gpw g=2/4/8`: `GroupPointwiseConv2D` (split + one matmul per group);
 - `rpw g=2/4 o=0.33/0.5`: `RollingPointwiseConv2D` (`implementation="auto"`:
-  "sliced" at o=0.5, "dense" at o=0.33 whose windows do not tile);
-- `rpw ... dense`: the dense masked path at o=0.5, to show where it stands.
+  "split" at o=0.5 with 128+ channels, "dense" at o=0.33 whose windows do
+  not tile);
+- `rpw ... dense` / `rpw ... sliced`: the dense masked path and the batched
+  per-tap path at o=0.5, to show where they stand.
 `rpw/gpw` is the paired ratio to the GPW of the same g (equal MACs/params).
 
 Usage:
@@ -46,6 +48,8 @@ def variants(c):
             out[f"rpw g={g} o={o}"] = (RollingPointwiseConv2D(c, g, o), c * c // g, f"gpw g={g}")
         layer = RollingPointwiseConv2D(c, g, 0.5, implementation="dense")
         out[f"rpw g={g} o=0.5 dense"] = (layer, c * c // g, f"gpw g={g}")
+        layer = RollingPointwiseConv2D(c, g, 0.5, implementation="sliced")
+        out[f"rpw g={g} o=0.5 sliced"] = (layer, c * c // g, f"gpw g={g}")
     return out
 
 

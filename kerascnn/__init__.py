@@ -19,6 +19,8 @@ Packages, in the order of the flow (imported on first attribute access):
     data: datasets (shipped subset, MNIST, Fashion-MNIST, CIFAR-10, tfds).
     training: the main job (`kerascnn train`), its recipe, SAM, schedules.
     tuning: keras-tuner search spaces.
+    compare: train a grid of architecture variants and compare accuracy against
+        measured resources (`kerascnn compare`; `kerascnn.compare(...)` runs it).
     observe: summaries (params, MACs, memory), plots, stability logs.
 
 Example:
@@ -31,7 +33,6 @@ import importlib
 import os
 import sys
 
-from kerascnn import _keras_compat  # noqa: F401  (installs the Keras multi-worker fixes)
 from kerascnn._warnings import NoEffectWarning  # noqa: F401
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ _SUBMODULES = (
     "data",
     "training",
     "tuning",
+    "compare",
     "observe",
 )
 #: Old module paths, forwarding with a DeprecationWarning for one release.

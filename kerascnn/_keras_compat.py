@@ -25,7 +25,8 @@ Names (with their origin):
 - `testing`: the module `keras.src.testing` (`TestCase`), for the tests;
   imported on first access only.
 
-Multi-worker fix (`install_multi_worker_fixes`, applied on import): Keras 3's
+Multi-worker fix (`install_multi_worker_fixes`, applied when this module is
+first imported: `import kerascnn` does it when it registers the layers): Keras 3's
 TensorFlow trainer does not run `fit` under a multi-worker
 `tf.distribute.MultiWorkerMirroredStrategy` (keras-team/keras#20585): its
 symbolic build reduces the first input batch eagerly across workers (an

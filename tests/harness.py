@@ -12,13 +12,20 @@ Every test folder imports it as `import harness` / `from harness import ...`
 - `run_two_replicas`: runs a script in a subprocess under a 2-replica
   `tf.distribute.MirroredStrategy` on two logical CPUs (logical devices must be
   configured before TensorFlow starts, which the test process already did).
+- `run_workers`: runs a script in N worker processes on 127.0.0.1 under a
+  multi-worker `tf.distribute.MultiWorkerMirroredStrategy` (the one runner
+  for multi-process tests).
 """
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
 import keras
 import numpy as np
@@ -158,6 +165,159 @@ def run_two_replicas(script, *args, helpers=None, env=None, timeout=300):
     env = dict(env or {}, KERASCNN_TEST_HELPERS=helpers)
     source = _TWO_REPLICA_PRELUDE + textwrap.dedent(script)
     return run_python(source, *args, env=env, timeout=timeout)
+
+
+_WORKER_PRELUDE = """\
+import importlib.util, json, os, sys
+import numpy as np
+import tensorflow as tf
+import keras
+import kerascnn  # installs the multi-worker fixes (kerascnn._keras_compat)
+
+TASK_INDEX = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+_STRATEGY = []
+
+
+def strategy():
+    if not _STRATEGY:
+        _STRATEGY.append(tf.distribute.MultiWorkerMirroredStrategy())
+    return _STRATEGY[0]
+
+
+def _load_helpers(path):
+    if not path:
+        return None
+    spec = importlib.util.spec_from_file_location("_test_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+helpers = _load_helpers(os.environ.get("KERASCNN_TEST_HELPERS"))
+"""
+
+
+def free_ports(n):
+    """`n` distinct free TCP ports on 127.0.0.1 (bound to port 0, then released)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _kill_group(proc):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+def _tail(path, chars=3000):
+    with open(path, errors="replace") as f:
+        return f.read()[-chars:]
+
+
+def _workers_report(procs, logs, headline):
+    parts = [headline]
+    for i, (proc, (_, err)) in enumerate(zip(procs, logs)):
+        parts.append(f"--- worker {i} (rc={proc.returncode}) stderr tail:\n{_tail(err)}")
+    return "\n".join(parts)
+
+
+def _last_json(path, index):
+    with open(path, errors="replace") as f:
+        lines = f.read().strip().splitlines()
+    if not lines:
+        raise AssertionError(f"worker {index} printed nothing on stdout")
+    return json.loads(lines[-1])
+
+
+def run_workers(script, n=2, *args, helpers=None, env=None, timeout=300, cwd=ROOT):
+    """Runs `script` in `n` multi-worker processes on 127.0.0.1; returns their JSON.
+
+    Each worker is a fresh Python in its own process group with a `TF_CONFIG`
+    (`cluster.worker` = `n` free loopback ports, `task.index` = its index).
+    The script starts after a prelude that imported `np`, `tf`, `keras`,
+    `json`, `sys`, `os` and `kerascnn` (which installs the multi-worker fixes)
+    and defined `strategy()` (a cached `MultiWorkerMirroredStrategy`: call it
+    before any other TensorFlow op), `TASK_INDEX` (this worker's index) and
+    `helpers` (the module given as `helpers`, loaded by file path). Each worker
+    prints one JSON object on its last stdout line. If a worker fails, or the
+    run exceeds `timeout`, every worker's process group is killed and an
+    `AssertionError` shows each worker's return code and stderr tail.
+
+    Args:
+        script: Python source of the worker body.
+        n: number of workers. Defaults to `2`.
+        *args: the workers' `sys.argv[1:]`, converted with `str`.
+        helpers: path of a module to load as `helpers` (usually the test's
+            `__file__`). Defaults to `None`.
+        env: environment overrides (`None` removes). Defaults to `None`.
+        timeout: seconds for the whole run. Defaults to `300`.
+        cwd: working directory. Defaults to the repository root.
+
+    Returns:
+        A list of `n` objects, the JSON printed by worker `0`, `1`, ...
+
+    Example:
+
+    ```python
+    outs = run_workers('''
+        s = strategy()
+        print(json.dumps({"replicas": s.num_replicas_in_sync, "task": TASK_INDEX}))
+    ''', 2)
+    assert [o["task"] for o in outs] == [0, 1]
+    ```
+    """
+    source = _WORKER_PRELUDE + textwrap.dedent(script)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(n)]}
+    procs, logs = [], []
+    with tempfile.TemporaryDirectory(prefix="kerascnn_workers_") as tmp:
+        try:
+            for i in range(n):
+                config = {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                overrides = dict(env or {}, KERASCNN_TEST_HELPERS=helpers)
+                overrides["TF_CONFIG"] = json.dumps(config)
+                logs.append((os.path.join(tmp, f"{i}.out"), os.path.join(tmp, f"{i}.err")))
+                with open(logs[-1][0], "w") as out, open(logs[-1][1], "w") as err:
+                    procs.append(
+                        subprocess.Popen(
+                            [sys.executable, "-c", source, *map(str, args)],
+                            stdout=out,
+                            stderr=err,
+                            env=subprocess_env(**overrides),
+                            cwd=cwd,
+                            start_new_session=True,
+                        )
+                    )
+            _wait_workers(procs, logs, timeout)
+            return [_last_json(out, i) for i, (out, _) in enumerate(logs)]
+        finally:
+            for proc in procs:
+                _kill_group(proc)
+
+
+def _wait_workers(procs, logs, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
+        headline = f"worker(s) {failed} failed" if failed else None
+        if all(c == 0 for c in codes):
+            return
+        if headline is None and time.monotonic() > deadline:
+            headline = f"timed out after {timeout} s"
+        if headline is not None:
+            for proc in procs:
+                _kill_group(proc)
+            raise AssertionError(_workers_report(procs, logs, headline))
+        time.sleep(0.1)
 
 
 _LOAD_AND_PREDICT = """

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2, types_pb2
 
+from kerascnn._distribute import is_chief
 from kerascnn.callbacks.layer_stats import (
     LayerStatistics,
     find_layer,
@@ -95,6 +96,12 @@ class LayerMetrics(keras.callbacks.Callback):
     callback has no per-batch hook, so keras keeps dispatching training
     steps asynchronously. After each write, `latest` holds the written
     values (`{metric: {layer: float}}`).
+
+    Multi-worker (`tf.distribute.MultiWorkerMirroredStrategy`): the
+    statistics are all-reduced inside the step and the weights are
+    mirrored, so every worker computes the same values (`latest`); only the
+    chief (`kerascnn._distribute.is_chief`) creates `log_dir` and writes the
+    event files, the other workers write to a no-op summary writer.
 
     Steps line up with keras' `TensorBoard`: with `update_freq="epoch"` a
     value is written at step `epoch` (0-based, like keras' `epoch_*`
@@ -191,8 +198,11 @@ class LayerMetrics(keras.callbacks.Callback):
         from tensorboard.plugins.custom_scalar import summary as cs_summary
 
         layout = custom_scalar_layout(self.activation_names, self.weight_names)
-        with self._writer.as_default():
-            tf.summary.experimental.write_raw_pb(cs_summary.pb(layout).SerializeToString(), step=0)
+        if self._writer is not None:
+            with self._writer.as_default():
+                tf.summary.experimental.write_raw_pb(
+                    cs_summary.pb(layout).SerializeToString(), step=0
+                )
         self._step = 0
         self._last_written = 0
         self._epoch_base = 0
@@ -201,6 +211,9 @@ class LayerMetrics(keras.callbacks.Callback):
         self._start_window()
 
     def _open_writer(self):
+        self._chief = is_chief(self.model.distribute_strategy)
+        if not self._chief:
+            return None  # only the chief writes files
         path = os.path.join(self.log_dir, "layer_metrics")
         try:
             os.makedirs(path, exist_ok=True)
@@ -269,7 +282,7 @@ class LayerMetrics(keras.callbacks.Callback):
 
         self._snapshot_fn, self._window_fn = snapshot, window
         self._histogram_fn = None
-        if self.histograms:
+        if self.histograms and self._writer is not None:
             writer = self._writer
             flat_weights = [w for layer in weights for w in layer]
 
@@ -344,6 +357,8 @@ class LayerMetrics(keras.callbacks.Callback):
 
     def _writer_write(self, latest, step):
         """All the window's scalars in ONE summary proto and one write op."""
+        if self._writer is None:  # not the chief
+            return
         summary = summary_pb2.Summary()
         for metric, values in latest.items():
             for name, value in values.items():

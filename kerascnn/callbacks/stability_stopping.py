@@ -209,6 +209,13 @@ class StabilityStopping(keras.callbacks.Callback):
     the head's layers keep being measured in the head's train step, so the
     rule can still fire after a drop.
 
+    Multi-worker (`tf.distribute.MultiWorkerMirroredStrategy`): the moments
+    behind μ are all-reduced inside the step (one SUM, then Chan's merge),
+    so every worker sees the μ of the global batch, the same on all of them
+    and equal to a single process' over the same global batches, and all
+    workers stop in the same epoch (a worker stopping alone would leave the
+    others waiting in a collective).
+
     Args:
         decimals: rounding precision r. Defaults to None (the preset's: 2,
             the paper's choice).

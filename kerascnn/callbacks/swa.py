@@ -22,6 +22,12 @@ import keras
 import numpy as np
 
 from kerascnn import _checks
+from kerascnn._distribute import (
+    average_variables,
+    broadcast_from_chief,
+    is_chief,
+    is_multi_worker,
+)
 from kerascnn._keras_compat import print_msg
 from kerascnn._warnings import NoEffectWarning
 
@@ -120,8 +126,8 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
        tensor of inputs, an `(x, y)` tuple of arrays, or any iterable of
        batches (`x` or `(x, ...)`); arrays are batched with `batch_size`;
     2. otherwise the dataset `fit` iterated (recovered from the first
-       training-step call). That works for the single-device case; under a
-       `tf.distribute` strategy pass `data` explicitly.
+       training-step call; under a `tf.distribute` strategy, this process'
+       input pipeline: its shard of the data, in per-replica batches).
 
     `bn_steps` limits the pass to that many batches (default: all). Models
     without BatchNormalization need no pass. If the pass cannot be done, the
@@ -152,6 +158,15 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     uninterrupted one. Use a folder of the `BackupAndRestore` directory
     (removed with it when training completes). Without it a resumed run
     averages from the resumed epoch only.
+
+    Multi-worker (`tf.distribute.MultiWorkerMirroredStrategy`): every worker
+    averages its own copy of the (synchronously trained, so identical)
+    weights; only the chief (`kerascnn._distribute.is_chief`) writes and
+    removes the state files, and on resume the chief's state is broadcast
+    to every worker (one collective), so all of them swap in the same
+    average. The batch-norm pass runs on each worker's data (its shard of
+    the fit data, or `data`), then the moving statistics are averaged over
+    the workers (one collective), so they are identical everywhere.
 
     When the swap happens: at the end of the last planned epoch (so callbacks
     placed *after* this one in the list, e.g. `keras.callbacks.ModelCheckpoint`
@@ -331,7 +346,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             return
 
         def capture(iterator):
-            self._fit_dataset = getattr(iterator, "_dataset", None)
+            self._fit_dataset = _iterator_dataset(iterator)
             if model.train_function is capture:
                 model.train_function = original
             return original(iterator)
@@ -436,7 +451,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             model.train_function = None
         if not self._swapped:
             self._swap()
-        if self.backup_dir and self._completed:
+        if self.backup_dir and self._completed and is_chief(model.distribute_strategy):
             for path in self._state_files():  # training finished: nothing to resume
                 os.remove(path)
 
@@ -464,6 +479,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
                     "statistics (pass `data=` to the callback); they are stale.",
                     stacklevel=2,
                 )
+                self._average_batch_norm_over_workers()
                 return
             self.update_batch_norm(data)
 
@@ -476,7 +492,7 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
 
     def _save_state(self, epoch):
         """Writes the averaging state of the end of `epoch`; keeps the last two epochs."""
-        if not self.backup_dir:
+        if not self.backup_dir or not is_chief(self.model.distribute_strategy):
             return
         os.makedirs(self.backup_dir, exist_ok=True)
         arrays = {f"w{i}": w for i, w in enumerate(self.averaged_weights or [])}
@@ -498,11 +514,13 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         if not self.backup_dir:
             return
         if epoch == 0:
-            for path in self._state_files():  # a fresh run: stale state
-                os.remove(path)
+            if is_chief(self.model.distribute_strategy):
+                for path in self._state_files():  # a fresh run: stale state
+                    os.remove(path)
             return
         path = self._state_path(epoch - 1)
-        if os.path.exists(path):
+        found = os.path.exists(path)
+        if found:
             with np.load(path) as state:
                 self.num_averaged = int(state["num_averaged"])
                 lr0 = float(state["lr0"])
@@ -510,14 +528,34 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
                 count = len([k for k in state.files if k.startswith("w")])
                 weights = [state[f"w{i}"] for i in range(count)]
             self.averaged_weights = weights or None
-            if self.verbose:
-                print_msg(f"SWA: resumed the average of {self.num_averaged} epochs")
-        elif epoch > self.start_epoch(epochs):
+        found = self._sync_state(found)
+        if found and self.verbose:
+            print_msg(f"SWA: resumed the average of {self.num_averaged} epochs")
+        elif not found and epoch > self.start_epoch(epochs):
             warnings.warn(
                 f"StochasticWeightAveraging: no saved state for epoch {epoch} in "
                 f"{self.backup_dir!r}; the average restarts at epoch {epoch + 1}.",
                 stacklevel=2,
             )
+
+    def _sync_state(self, found):
+        """Multi-worker: the chief's resumed state on every worker; returns its `found`."""
+        strategy = self.model.distribute_strategy
+        if not is_multi_worker(strategy):
+            return found
+        weights = self.averaged_weights or [
+            np.zeros(v.shape, "float64") for v in self.model.trainable_variables
+        ]
+        head = np.array(
+            [found, self.averaged_weights is not None, self.num_averaged]
+            + [self._lr0 is not None, self._lr0 or 0.0],
+            "float64",
+        )
+        head, *weights = broadcast_from_chief([head] + list(weights), strategy)
+        self.num_averaged = int(head[2])
+        self._lr0 = float(head[4]) if head[3] else None
+        self.averaged_weights = weights if head[1] else None
+        return bool(head[0])
 
     # ----------------------------------------------------------- batch norm
     def _batch_norm_layers(self):
@@ -557,21 +595,46 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
         def step(x):
             model(x, training=True)
 
+        strategy = model.distribute_strategy
         count = 0
         try:
             for layer in bn_layers:
                 layer.momentum = momentum
             for batch in self._batches(data):
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                # A distributed batch (the fit data under a strategy): this
+                # worker's replicas' parts, one after the other.
+                parts = (
+                    strategy.experimental_local_results(x)
+                    if isinstance(x, tf.distribute.DistributedValues)
+                    else [x]
+                )
+                for part in parts:
+                    if self.bn_steps is not None and count >= self.bn_steps:
+                        break
+                    momentum.assign(count / (count + 1.0))
+                    step(part)
+                    count += 1
                 if self.bn_steps is not None and count >= self.bn_steps:
                     break
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                momentum.assign(count / (count + 1.0))
-                step(x)
-                count += 1
         finally:
             for layer, value in zip(bn_layers, saved):
                 layer.momentum = value
+        self._average_batch_norm_over_workers()
         return count
+
+    def _average_batch_norm_over_workers(self):
+        """Multi-worker: the workers' mean of every batch-norm moving statistic, everywhere.
+
+        Keras 3 updates a BatchNormalization's moving statistics from each
+        worker's own batches (the variables have no aggregation), so they
+        differ between workers; one collective makes them identical.
+        """
+        strategy = self.model.distribute_strategy
+        if not is_multi_worker(strategy):
+            return
+        variables = [v for layer in self._batch_norm_layers() for v in layer.non_trainable_weights]
+        average_variables(variables, strategy)
 
     def get_config(self):
         return {
@@ -586,6 +649,23 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
             "cycle_epochs": self.cycle_epochs,
             "backup_dir": self.backup_dir,
         }
+
+
+def _iterator_dataset(iterator):
+    """The dataset behind `fit`'s iterator, or None.
+
+    A plain `tf.data` iterator keeps it as `_dataset`; a `tf.distribute`
+    iterator keeps one iterator per input worker, and with a single one (one
+    process: `MirroredStrategy`, or one worker of a multi-worker strategy)
+    its `_dataset` is this process' pipeline (its shard, per-replica batches).
+    """
+    dataset = getattr(iterator, "_dataset", None)
+    if dataset is not None:
+        return dataset
+    per_worker = getattr(iterator, "_iterators", None)
+    if isinstance(per_worker, (list, tuple)) and len(per_worker) == 1:
+        return getattr(per_worker[0], "_dataset", None)
+    return None
 
 
 def _check_args(start, batch_size, bn_steps, verbose):

@@ -3,7 +3,7 @@
 This package holds the only argparse code of kerascnn, one module per
 command group: `models` (list, summary), `plots` (plot-filters,
 plot-stability), `train` (its options generated from
-`kerascnn.training.config.TrainConfig`), `tune`, `rf3d` (rf3d, optimize);
+`kerascnn.training.config.TrainConfig`), `tune`, `compare`, `rf3d` (rf3d, optimize);
 `_common` has the parsing helpers they share.
 
 Commands are registered in `SUBCOMMANDS`, a dict `command -> add_parser`,
@@ -45,7 +45,7 @@ import importlib  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-from kerascnn.cli import models, plots, rf3d, train, tune  # noqa: E402
+from kerascnn.cli import compare, launch, models, plots, rf3d, train, tune  # noqa: E402
 from kerascnn.cli._common import (  # noqa: E402, F401  (public helpers)
     ArgumentParser,
     UsageError,
@@ -69,7 +69,9 @@ SUBCOMMANDS = {
         plots.add_plot_filters_parser,
         plots.add_plot_stability_parser,
         train.add_train_parser,
+        launch.add_launch_parser,
         tune.add_tune_parser,
+        compare.add_compare_parser,
         rf3d.add_rf3d_parser,
         rf3d.add_optimize_parser,
     )

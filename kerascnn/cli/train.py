@@ -10,6 +10,7 @@ Example:
     kerascnn train            # compact_mnist_25k on the embedded Fashion-MNIST subset
     kerascnn train --model compact_mnist_1k5_dw --epochs 3 --cutout --mixup 0.4
     kerascnn train --resume runs/20260101-120000
+    TF_CONFIG=... kerascnn train --strategy multi_worker --output-dir runs/mw   # on every worker
 """
 
 from __future__ import annotations
@@ -83,14 +84,33 @@ def train_kwargs(args):
 
 
 def run_train_command(args):
-    """Handler of `kerascnn train`: returns 0, or raises ValueError/TypeError."""
+    """Handler of `kerascnn train`: returns 0, or raises ValueError/TypeError.
+
+    A multi-worker run whose peer died (`WorkerFailure`) prints one line,
+    `kerascnn train: error: worker 1 of 2 stopped responding (...) ... resume
+    with: <command>`, and returns `WORKER_FAILURE_EXIT_CODE` (3).
+    """
+    import sys
+
     from kerascnn.training.report import summary_line
     from kerascnn.training.run import train
+    from kerascnn.training.workers import WORKER_FAILURE_EXIT_CODE, WorkerFailure
 
     try:
         report = train(**train_kwargs(args))
     except FileNotFoundError as error:
         raise ValueError(str(error)) from None
-    if args.verbose == 0 and isinstance(report, dict):
+    except WorkerFailure as error:
+        print(f"kerascnn train: error: {error}", file=sys.stderr, flush=True)
+        return WORKER_FAILURE_EXIT_CODE
+    if not isinstance(report, dict):
+        return 0
+    if report.get("is_chief") is False:
+        if args.verbose == 0:
+            print(
+                f"kerascnn train: worker {report.get('worker_index')} done (the chief writes "
+                f"{report.get('run_dir')})"
+            )
+    elif args.verbose == 0:
         print(summary_line(report))
     return 0

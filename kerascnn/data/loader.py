@@ -109,7 +109,8 @@ def load(
         as_numpy: return `(images, labels)` numpy arrays of the whole
             (limited) split after normalisation instead of a dataset (not
             batched; shuffled/augmented only if asked). Defaults to False.
-        limit: keep only the first `limit` examples (before shuffling).
+        limit: keep only the first `limit` examples (before shuffling; the
+            CIFAR-10 JPEG zip is read class-interleaved, so they are balanced).
         seed: int seed for shuffling and augmentation. Defaults to None.
         source: `"auto"` or one source kind (see `sources.SOURCE_KINDS`).
         download: let tensorflow-datasets download (needs internet).

@@ -27,7 +27,10 @@
    and the entry (a stray folder would otherwise shift every label). Class
    index = position in the class list (airplane, automobile, bird, cat, deer,
    dog, frog, horse, ship, truck: CIFAR-10's own label order); within a class,
-   files in sorted name order. Decoded once with PIL (identical to
+   files in sorted name order; `arrays()` returns the examples interleaved
+   by class (the first image of every class in class order, then the
+   second, ...), so that ``limit=N`` keeps a class-balanced subset instead of
+   the first class's images (the zip is sorted by class). Decoded once with PIL (identical to
    ``tf.io.decode_jpeg(..., dct_method="INTEGER_ACCURATE")``; a corrupt JPEG
    is a ValueError naming the zip and the member) and cached as ``.npy``
    files under the cache dir (written to a temporary file and renamed; a
@@ -586,6 +589,26 @@ def _load_cached(x_path, y_path, num_classes):
     return x, y
 
 
+def interleave_classes(x, y):
+    """`(x, y)` reordered round robin over the classes, stable within a class.
+
+    The k-th example of every class comes before the (k+1)-th of any class,
+    classes in label order, so any prefix is as class-balanced as it can be.
+
+    Example:
+
+    >>> interleave_classes(np.arange(5), np.array([0, 0, 0, 1, 1]))[1]
+    array([0, 1, 0, 1, 0])
+    """
+    y = np.asarray(y)
+    by_class = np.argsort(y, kind="stable")
+    starts = np.searchsorted(y[by_class], y[by_class], side="left")
+    rank = np.empty(len(y), np.int64)
+    rank[by_class] = np.arange(len(y)) - starts
+    order = np.lexsort((y, rank))
+    return x[order], y[order]
+
+
 def _jpeg_zip_cached(path, split, cache, class_names=None):
     classes = check_class_names(class_names)
     stat = os.stat(path)
@@ -663,6 +686,7 @@ class Source:
             x, y = read_npz_split(self.location, split)
         elif self.kind == "jpeg_zip":
             x, y = _jpeg_zip_cached(self.location, split, self.cache, self.class_names)
+            x, y = interleave_classes(x, y)
         else:
             batches = list(self.tfds_dataset(split).batch(4096).as_numpy_iterator())
             x = np.concatenate([b[0] for b in batches])

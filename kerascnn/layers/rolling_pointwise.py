@@ -28,31 +28,42 @@ class RollingPointwiseConv2D(FactorizedPointwiseConv2D):
     (+ bias), the same as GPW-g; MACs per pixel: `W * filters`.
 
     Implementation. Windows repeat with period `D = C / gcd(s, C)`; filter
-    `f` reads window `f mod D`. `"sliced"` (taken by `"auto"` whenever the
-    stride divides the width, e.g. `overlap` 0, 0.5 or 0.75 with even widths,
-    and `D` divides `filters`): the windows tile the channel axis in `D`
-    chunks of `s` channels, window `k` being chunks `k .. k + W/s - 1`
-    (mod `D`, the wrap-around part). The pixels are flattened, the chunks
-    moved to a leading axis once, and each of the `W / s` taps is one batched
-    matmul over the `D` chunks (tap `t` reads the chunks rolled by `t`),
-    summed: the cost follows the RPW's MACs, `W * filters` per pixel.
+    `f` reads window `f mod D`. Where the stride divides the width (e.g.
+    `overlap` 0, 0.5 or 0.75 with even widths) and `D` divides `filters`, the
+    windows tile the channel axis in `D` chunks of `s` channels, window `k`
+    being chunks `k .. k + T - 1` (mod `D`, the wrap-around part), `T = W / s`
+    taps. `"split"`: the channels are split once into the `D` chunks (each
+    chunk shared by the `T` windows that read it, nothing copied per window),
+    each window is `T` plain matmuls of its chunks by its kernel rows, summed,
+    and the `D` window outputs are stacked and moved to the filter order
+    `k + D * m` by one transpose: the MACs are the RPW's, `W * filters` per
+    pixel, in `D * T` matmuls. `"sliced"`: the same tiling as one batched
+    matmul over the `D` chunks per tap (the chunks moved to a leading axis,
+    tap `t` reading them rolled by `t`); slower than `"split"` wherever both
+    were measured (TF's CPU batched matmul and the roll), kept for
+    configurations with more than `MAX_SPLIT_MATMULS` (64) windows x taps.
     `"gather"`: the `D` distinct windows are gathered once (a static `take`
     of `D * W` channels) and multiplied by one batched matmul (for any
-    configuration with `D` dividing `filters`, else one window per filter;
-    the gathered tensor is `D * W / C` times the input). `"dense"`: the
-    compact kernel is scattered once per call into a dense `(C, filters)`
-    kernel and one matmul runs: `g` times the MACs in one plain GEMM, the
-    cost of a full pointwise convolution. `"auto"` takes `"dense"` where
-    `"sliced"` does not apply (e.g. `overlap=0.33`, whose windows do not
-    tile the channels). No Python loop over windows runs at call time; no
-    grouped `Conv2D`. `compute_macs` reports the RPW's own MACs whatever
-    the path. Measured fwd+bwd, paired medians against a dense 1x1 `Conv2D`
-    at 32x16x16x256 -> 256 on a 2-core CPU (`benchmarks/bench_rpw.py`, A/A
-    1.00): o=0.5 "sliced" 0.91x at g=2 and 0.66x at g=4 (1.30x the GPW of
-    the same g: two taps of half-width chunks and the stride-`D` interleave
-    of the output that the filter order needs), "dense" 1.00x and 0.99x;
-    o=0.33 ("auto" = "dense") 1.00x and 0.95x. The dense path is faster
-    only where "sliced" does not apply.
+    configuration with `D` dividing `filters`, else one window per filter).
+    `"dense"`: the compact kernel is scattered once per call into a dense
+    `(C, filters)` kernel and one matmul runs: `g` times the MACs in one
+    plain GEMM, the cost of a full pointwise convolution. No Python loop
+    over windows runs at call time; no grouped `Conv2D`. `compute_macs`
+    reports the RPW's own MACs whatever the path.
+
+    `"auto"` (default) takes `"dense"` where the windows do not tile (e.g.
+    `overlap=0.33`) and where `"split"` saves fewer than 32 MACs per pixel
+    per value it copies: `(C - W) * filters < 32 * (C + filters)` (its split,
+    stack and transpose move about `C + filters` values per pixel, fwd and
+    bwd, which small layers do not pay back); else `"split"` (`"sliced"`
+    beyond 64 matmuls). Measured fwd+bwd, paired medians against a dense 1x1
+    `Conv2D` on a 2-core CPU (`benchmarks/bench_rpw.py`, A/A 0.97-1.00; two
+    runs): at 32x16x16x256 -> 256, o=0.5, "split" 0.80-0.84x at g=2 and
+    0.52-0.61x at g=4 (1.13-1.23x and 1.14-1.22x the GPW of the same g;
+    paired 0.86-0.92x the time of "sliced", 0.56-0.87x that of "dense"); at
+    64x16x16x128 -> 128 "split" 0.84x / 0.79x against "dense" 0.85x / 0.81x
+    (the crossover); at 64x32x32x64 -> 64 "dense" 0.99x / 1.00x against
+    "split" 1.27x / 1.39x.
 
     Args:
         filters: output channels.
@@ -65,9 +76,10 @@ class RollingPointwiseConv2D(FactorizedPointwiseConv2D):
             (fan-in `W`). Defaults to `"glorot_uniform"`.
         bias_initializer: defaults to `"zeros"`.
         kernel_regularizer: optional regularizer of the kernel.
-        implementation: `"auto"` (default), `"sliced"`, `"gather"` or
-            `"dense"`; `"sliced"` raises a `ValueError` at build time where
-            the windows do not tile the channels.
+        implementation: `"auto"` (default), `"split"`, `"sliced"`,
+            `"gather"` or `"dense"`; `"split"` and `"sliced"` raise a
+            `ValueError` at build time where the windows do not tile the
+            channels.
         **kwargs: base `Layer` arguments.
 
     Input shape: `(batch, height, width, C)` (channels last).
@@ -82,7 +94,13 @@ class RollingPointwiseConv2D(FactorizedPointwiseConv2D):
     [[0, 1, 2, 3, 4, 5, 6, 7], [4, 5, 6, 7, 8, 9, 10, 11], [8, 9, 10, 11, 12, 13, 14, 15]]
     """
 
-    IMPLEMENTATIONS = ("auto", "sliced", "gather", "dense")
+    IMPLEMENTATIONS = ("auto", "split", "sliced", "gather", "dense")
+    # "auto" takes "split" up to this many matmuls (windows x taps), a bound
+    # on the graph size; above it the batched "sliced" path.
+    MAX_SPLIT_MATMULS = 64
+    # ... and only where it saves at least this many MACs per copied value
+    # over "dense" (the crossover measured on a 2-core CPU, see the docstring).
+    SPLIT_MIN_SAVED_MACS_PER_COPY = 32
 
     def __init__(
         self,
@@ -119,29 +137,17 @@ class RollingPointwiseConv2D(FactorizedPointwiseConv2D):
         self.windows = rolling_windows(channels, self.filters, self.groups, self.overlap)
         width = self.windows.shape[1]
         stride = width - int(math.floor(self.overlap * width))
-        period = channels // math.gcd(stride, channels)
-        distinct = min(period, self.filters)
-        if self.filters % distinct:
-            distinct = self.filters  # one window per filter
-        # "sliced": the windows tile the channel axis in chunks of `stride`.
-        sliced = width % stride == 0 and self.filters % (channels // stride) == 0
-        mode = self.implementation
-        if mode == "sliced" and not sliced:
-            raise ValueError(
-                'implementation="sliced" needs the window stride to divide the window '
-                "width and the number of distinct windows to divide filters. Received: "
-                f"implementation={mode!r} with channels={channels}, filters={self.filters}, "
-                f"groups={self.groups}, overlap={self.overlap} (width {width}, stride {stride})"
-            )
-        if mode == "auto":
-            mode = "sliced" if sliced else "dense"
-        self._mode = mode
+        self._mode = self._resolve_mode(channels, width, stride)
         self._stride = stride
-        self._distinct = channels // stride if mode == "sliced" else distinct
-        if mode == "gather":
+        if self._mode in ("split", "sliced"):
+            self._distinct = channels // stride
+        else:
+            distinct = min(channels // math.gcd(stride, channels), self.filters)
+            self._distinct = distinct if self.filters % distinct == 0 else self.filters
+        if self._mode == "gather":
             # Gathered channel block k is the window of filters k, k + D, ...
-            self._gather_index = self.windows[:distinct].reshape(-1).astype("int32")
-        elif mode == "dense":
+            self._gather_index = self.windows[: self._distinct].reshape(-1).astype("int32")
+        elif self._mode == "dense":
             rows = self.windows.reshape(-1)
             cols = np.repeat(np.arange(self.filters), width)
             # Flat index into the (C, filters) dense kernel of kernel[j, f].
@@ -154,6 +160,29 @@ class RollingPointwiseConv2D(FactorizedPointwiseConv2D):
         self._build_weights((width, self.filters), channels)
         self._channels = channels
 
+    def _resolve_mode(self, channels, width, stride):
+        """The path taken: `implementation`, or the fastest exact one for `"auto"`."""
+        # The windows tile the channel axis in chunks of `stride` channels.
+        tiles = width % stride == 0 and self.filters % (channels // stride) == 0
+        mode = self.implementation
+        if mode in ("split", "sliced") and not tiles:
+            raise ValueError(
+                f"implementation={mode!r} needs the window stride to divide the window "
+                "width and the number of distinct windows to divide filters. Received: "
+                f"implementation={mode!r} with channels={channels}, filters={self.filters}, "
+                f"groups={self.groups}, overlap={self.overlap} (width {width}, stride {stride})"
+            )
+        if mode != "auto":
+            return mode
+        # "split" saves (C - W) * F MACs per pixel over "dense" and pays about
+        # C + F values of extra copies per pixel (split, stack, transpose).
+        saved = (channels - width) * self.filters
+        if not tiles or saved < self.SPLIT_MIN_SAVED_MACS_PER_COPY * (channels + self.filters):
+            return "dense"
+        # "split" runs one matmul per window and tap: bound the graph size.
+        matmuls = (channels // stride) * (width // stride)
+        return "split" if matmuls <= self.MAX_SPLIT_MATMULS else "sliced"
+
     def _grouped_kernel(self, kernel, taps):
         """`(W, F)` -> `(taps, D, W / taps, F / D)`: block `[t, k]` holds rows
         `t * W / taps ...` of the filters `k, k + D, k + 2D, ...` (window `k`)."""
@@ -165,6 +194,29 @@ class RollingPointwiseConv2D(FactorizedPointwiseConv2D):
     def _from_windows(self, y, out_shape):
         """`(D, pixels, F / D)` -> `(batch, h, w, F)`: filter `k + D * m` is `y[k, :, m]`."""
         return self._finish(ops.transpose(y, (1, 2, 0)), out_shape)
+
+    def _call_split(self, inputs):
+        # The channels split once into the D chunks of `stride` channels (no
+        # copy of a chunk per window); window k is chunks k .. k + T - 1 (mod
+        # D): one matmul per window and tap, the taps summed. The D window
+        # outputs are stacked on a leading axis and moved to the filter order
+        # `k + D * m` by one transpose.
+        rows, out_shape = self._to_rows(inputs)
+        d, stride = self._distinct, self._stride
+        taps = self.windows.shape[1] // stride
+        chunks = ops.split(rows, d, axis=-1)
+        # (W, F) -> (D * T, stride, F / D): block k * T + t = rows of tap t, filters k + D * m.
+        kernel = ops.reshape(self.kernel, (taps, stride, self.filters // d, d))
+        blocks = ops.unstack(
+            ops.reshape(ops.transpose(kernel, (3, 0, 1, 2)), (d * taps, stride, -1)), axis=0
+        )
+        outputs = []
+        for k in range(d):
+            y = ops.matmul(chunks[k], blocks[k * taps])
+            for t in range(1, taps):
+                y = y + ops.matmul(chunks[(k + t) % d], blocks[k * taps + t])
+            outputs.append(y)
+        return self._from_windows(ops.stack(outputs, axis=0), out_shape)
 
     def _call_sliced(self, inputs):
         # Window k is the channel chunks k, k+1, ..., k+T-1 (mod D) of `stride`
@@ -195,6 +247,8 @@ class RollingPointwiseConv2D(FactorizedPointwiseConv2D):
         return self._finish(ops.matmul(rows, dense), out_shape)
 
     def call(self, inputs):
+        if self._mode == "split":
+            return self._call_split(inputs)
         if self._mode == "sliced":
             return self._call_sliced(inputs)
         if self._mode == "gather":

@@ -39,7 +39,7 @@ LEARN_DROP_STATE = "learn_drop_state.json"
 #: `kerascnn.callbacks.swa` state files (`swa_state_<epoch>.npz`), kept with the checkpoint.
 SWA_STATE_PREFIX = "swa_state_"
 #: Arguments that may differ from the run's when resuming (nothing they change is trained).
-RESUME_SAFE_ARGS = ("verbose", "data_dir", "plots")
+RESUME_SAFE_ARGS = ("verbose", "data_dir", "plots", "collective_timeout")
 
 
 class Resume:
@@ -314,8 +314,18 @@ def _save_last_epoch(net, checkpoint, model_path):
     return []
 
 
-def on_interrupt(net, checkpoint, output_dir, partial):
-    """Writes model.keras (last finished epoch) and a partial report; prints how to resume."""
+def on_interrupt(net, checkpoint, output_dir, partial, *, command=None, announce=True):
+    """Writes model.keras (last finished epoch) and a partial report; prints how to resume.
+
+    Args:
+        net: the model, or None (no `model.keras`: a multi-worker run, whose
+            saving needs the peers).
+        checkpoint: the run's `run_checkpoint` callback.
+        output_dir: where this process writes.
+        partial: the report's entries known so far.
+        command: the resume command. Defaults to None: `resume_command(output_dir)`.
+        announce: print `resume with: <command>` to stderr. Defaults to True.
+    """
     import signal
     import sys
     import threading
@@ -328,7 +338,9 @@ def on_interrupt(net, checkpoint, output_dir, partial):
         notes = []
         if state is not None and net is not None:
             notes = _save_last_epoch(net, checkpoint, model_path)
-        command = resume_command(output_dir)
+        command = resume_command(output_dir) if command is None else command
+        if net is None and state is not None:
+            notes.append("model.keras not written (multi-worker: resume the run to finish it)")
         report = dict(
             partial,
             interrupted=True,
@@ -344,7 +356,8 @@ def on_interrupt(net, checkpoint, output_dir, partial):
             },
         )
         write_json(os.path.join(output_dir, REPORT_FILE), report)
-        print(f"resume with: {command}", file=sys.stderr, flush=True)
+        if announce:
+            print(f"resume with: {command}", file=sys.stderr, flush=True)
     finally:
         if main:
             signal.signal(signal.SIGINT, handler)

@@ -120,7 +120,19 @@ class TrainConfig:
     lr_schedule: str = _option("cosine", choices=LR_SCHEDULES)
     augment: bool = _switch("the dataset's augmentation")
     mixed_precision: object = _switch("mixed_float16")
-    strategy: object = _option(None, choices=list(STRATEGIES))
+    strategy: object = _option(
+        None,
+        "mirrored: the devices of this machine; multi_worker: the workers of TF_CONFIG "
+        "(see `kerascnn launch`); batch_size is the global batch",
+        choices=list(STRATEGIES),
+    )
+    collective_timeout: float | None = _option(
+        None,
+        "multi_worker: seconds a collective may wait for a peer before the run fails "
+        "(default: 120)",
+        type=float,
+        metavar="SECONDS",
+    )
     stability_stopping: bool = _switch("stop when every monitored layer's output spread is stable")
     blurpool: bool = _switch("anti-aliased downsampling", group=TECHNIQUES)
     squeeze_excite: bool = _switch(
@@ -195,6 +207,12 @@ class TrainConfig:
     layer_metrics: bool = _switch("per-layer metrics in logs/layers", group=TECHNIQUES)
     layer_dropping: bool = _switch("Learn&Drop layer dropping")
     layer_freezing: bool = _switch("Learn&Drop layer freezing")
+    force_drop: object = _option(
+        None,
+        "with --layer-dropping: drop at the end of epoch EPOCH (0-based) up to CUT (a number "
+        "of convolutions or a layer name), whatever the scores say",
+        metavar="EPOCH:CUT",
+    )
     output_dir: object = _option(None, "default: runs/<timestamp>")
     resume: object = _option(
         None,
@@ -237,6 +255,7 @@ class TrainConfig:
         changes = dict(model=zoo.get_info(self.model).name)
         changes["dataset"] = sources.canonical_name(self.dataset)
         changes.update(self._checked_numbers())
+        changes.update(self._checked_strategy())
         changes.update(self._checked_switches())
         changes.update(self._checked_techniques())
         return dataclasses.replace(self, **changes)
@@ -266,10 +285,29 @@ class TrainConfig:
             mixed_precision=precision,
         )
 
+    def _checked_strategy(self):
+        """`strategy` and `collective_timeout`; TF_CONFIG for `"multi_worker"`."""
+        if isinstance(self.strategy, str) and self.strategy != "default":
+            _checks.check_one_of(self.strategy, "strategy", STRATEGIES)
+        timeout = _checks.check_positive_number(
+            self.collective_timeout, "collective_timeout", allow_none=True
+        )
+        if self.strategy == "multi_worker":
+            from kerascnn.training import workers
+
+            workers.read_tf_config()
+        return dict(collective_timeout=timeout)
+
     def _checked_switches(self):
         names = ("stability_stopping", "layer_dropping", "layer_freezing", "blurpool")
         names += ("squeeze_excite", "gap_head", "organize", "one_cycle", "layer_metrics")
         switches = {name: _checks.check_bool(getattr(self, name), name) for name in names}
+        switches["force_drop"] = parse_force_drop(self.force_drop)
+        if switches["force_drop"] is not None and not switches["layer_dropping"]:
+            raise ValueError(
+                "force_drop needs layer_dropping. Received: layer_dropping="
+                f"{self.layer_dropping!r}, force_drop={self.force_drop!r}"
+            )
         if switches["layer_dropping"] and switches["layer_freezing"]:
             raise ValueError(
                 "layer_dropping and layer_freezing cannot be combined. "
@@ -360,6 +398,46 @@ class TrainConfig:
     def defaults(cls):
         """`{name: default}` of every field (`train`'s defaults)."""
         return {f.name: f.default for f in cls.fields()}
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_force_drop(value):
+    """`force_drop` as LayerDropping's `force_drops` dict `{epoch: cut}`, or None.
+
+    Accepts None, `"EPOCH:CUT"` (`"0:4"`: at the end of epoch 0, 4
+    convolutions; `"1:block2_conv"`: up to that layer) or a dict (keys may
+    be digit strings, as read back from run_config.json).
+
+    Example:
+
+    >>> parse_force_drop("0:4")
+    {0: 4}
+    """
+    if value is None or value is False:
+        return None
+    message = (
+        "force_drop must be 'EPOCH:CUT' (EPOCH an integer >= 0, CUT a number of "
+        f"convolutions >= 1 or a layer name), e.g. '0:4'. {_checks.received('force_drop', value)}"
+    )
+    if isinstance(value, str):
+        epoch, sep, cut = value.partition(":")
+        value = {epoch.strip(): cut.strip()} if sep else None
+    if not isinstance(value, dict) or not value:
+        raise ValueError(message)
+    parsed = {}
+    for epoch, cut in value.items():
+        if isinstance(epoch, str) and epoch.isdigit():
+            epoch = int(epoch)
+        if isinstance(cut, str) and cut.isdigit():
+            cut = int(cut)
+        ok_cut = (isinstance(cut, str) and cut) or (_is_int(cut) and cut >= 1)
+        if not (_is_int(epoch) and epoch >= 0 and ok_cut):
+            raise ValueError(message)
+        parsed[int(epoch)] = cut if isinstance(cut, str) else int(cut)
+    return parsed
 
 
 def _switch_or_value(value, name, default, check):

@@ -59,7 +59,7 @@ def _stability_report(callback, report):
 def _layer_dropping_factory(config):
     from kerascnn.callbacks import LayerDropping
 
-    return LayerDropping(verbose=_verbose(config))
+    return LayerDropping(verbose=_verbose(config), force_drops=config.get("force_drops"))
 
 
 def _layer_freezing_factory(config):
@@ -82,8 +82,9 @@ def _learn_drop_report(key):
 
 
 #: Pluggable callbacks: name -> (keyword argument of `train`, factory, reporter).
-#: `factory(config)` gets `{"verbose", "epochs", "seed", "monitor_only"}` (`monitor_only`:
-#: the flag is off and the callback only watches, as the stability monitor does).
+#: `factory(config)` gets `{"verbose", "epochs", "seed", "monitor_only", "force_drops"}`
+#: (`monitor_only`: the flag is off and the callback only watches, as the stability monitor
+#: does; `force_drops`: `train(force_drop=...)` as LayerDropping's `{epoch: cut}`, or None).
 CALLBACK_FACTORIES = {
     "stability_stopping": ("stability_stopping", _stability_factory, _stability_report),
     "layer_dropping": (
@@ -111,6 +112,7 @@ def make_plugin_callbacks(config):
     }
     monitor_stability = not config.stability_stopping and not config.layer_dropping
     base = {"verbose": config.verbose, "epochs": config.epochs, "seed": int(config.seed)}
+    base["force_drops"] = getattr(config, "force_drop", None)
     callbacks = {}
     for name, on in enabled.items():
         if on or (name == "stability_stopping" and monitor_stability):

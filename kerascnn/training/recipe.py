@@ -19,6 +19,8 @@ from kerascnn.training import recipe
 optimizer = recipe.make_optimizer("sgd", schedule="cosine", decay_steps=1000)
 loss = recipe.make_loss(label_smoothing=0.1)  # CategoricalCrossentropy on one-hot labels
 strategy = recipe.make_strategy("mirrored")  # None for "default" / None
+# In every worker process, with TF_CONFIG set, before any other TensorFlow work:
+# recipe.make_strategy("multi_worker", collective_timeout=120)
 ```
 """
 
@@ -36,9 +38,11 @@ LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 SPARSE_LOSS = "sparse_categorical_crossentropy"
 ONE_HOT_LOSS = "categorical_crossentropy"
 #: Distribution strategies understood by `make_strategy` (besides a strategy object).
-STRATEGIES = ("mirrored",)
+STRATEGIES = ("mirrored", "multi_worker")
 
 _MIRRORED_STRATEGIES = {}
+#: The process's one MultiWorkerMirroredStrategy: `[(TF_CONFIG, timeout), strategy]`.
+_MULTI_WORKER_STRATEGY = []
 
 
 def default_learning_rate(name):
@@ -153,7 +157,7 @@ def make_loss(label_smoothing=0.0, *, one_hot=None):
     return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
 
-def make_strategy(strategy):
+def make_strategy(strategy, *, collective_timeout=None):
     """The `tf.distribute.Strategy` of `strategy`, or None for the default one.
 
     One `MirroredStrategy` per process and device set: two instances in one
@@ -164,9 +168,24 @@ def make_strategy(strategy):
     makes `train(strategy="mirrored")` safe to call repeatedly (notebooks,
     tuner trials).
 
+    `"multi_worker"` builds one `tf.distribute.MultiWorkerMirroredStrategy`
+    per process from the standard `TF_CONFIG` (checked first by
+    `kerascnn.training.workers.read_tf_config`: a ValueError naming
+    TF_CONFIG when it is missing or malformed), with every collective
+    limited to `collective_timeout` seconds
+    (`tf.distribute.experimental.CommunicationOptions(timeout_seconds=...)`),
+    so that a dead peer makes the others fail instead of waiting forever.
+    TensorFlow configures collectives when its runtime starts: the strategy
+    must be created before the process runs any TensorFlow operation (a
+    ValueError says so otherwise). Creating it waits until every worker of
+    the cluster has started.
+
     Args:
-        strategy: None or `"default"` (no strategy), `"mirrored"` or a
-            `tf.distribute.Strategy` (returned as is).
+        strategy: None or `"default"` (no strategy), `"mirrored"`,
+            `"multi_worker"` or a `tf.distribute.Strategy` (returned as is).
+        collective_timeout: seconds (positive) a collective of
+            `"multi_worker"` may wait for a peer. Defaults to None
+            (`kerascnn.training.workers.DEFAULT_COLLECTIVE_TIMEOUT`, 120 s).
 
     Example:
 
@@ -186,10 +205,49 @@ def make_strategy(strategy):
         if cached is None:
             cached = _MIRRORED_STRATEGIES[compute] = tf.distribute.MirroredStrategy()
         return cached
+    if strategy == "multi_worker":
+        return _multi_worker_strategy(collective_timeout)
     raise ValueError(
-        "strategy must be None, 'mirrored' or a tf.distribute.Strategy. "
+        "strategy must be None, 'mirrored', 'multi_worker' or a tf.distribute.Strategy. "
         f"{_checks.received('strategy', strategy)}"
     )
+
+
+def _multi_worker_strategy(collective_timeout):
+    """The process's one `MultiWorkerMirroredStrategy` (see `make_strategy`)."""
+    import os
+
+    import tensorflow as tf
+
+    from kerascnn.training import workers
+
+    workers.read_tf_config()
+    if collective_timeout is None:
+        collective_timeout = workers.DEFAULT_COLLECTIVE_TIMEOUT
+    timeout = _checks.check_positive_number(collective_timeout, "collective_timeout")
+    key = (os.environ["TF_CONFIG"], float(timeout))
+    if _MULTI_WORKER_STRATEGY:
+        if _MULTI_WORKER_STRATEGY[0][0] == key:
+            return _MULTI_WORKER_STRATEGY[0][1]
+        raise ValueError(
+            "A process can hold one MultiWorkerMirroredStrategy: TF_CONFIG or "
+            "collective_timeout changed since the first one was created "
+            f"(collective_timeout={_MULTI_WORKER_STRATEGY[0][0][1]}). "
+            f"Received: collective_timeout={collective_timeout!r}"
+        )
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(timeout))
+    try:
+        created = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as error:
+        raise ValueError(
+            "strategy='multi_worker' must be created before TensorFlow runs any operation in "
+            f"the process ({error}): call train(strategy='multi_worker') (or `kerascnn train "
+            "--strategy multi_worker`) first in a fresh process, or create "
+            "tf.distribute.MultiWorkerMirroredStrategy() at program start and pass it. "
+            "Received: strategy='multi_worker'"
+        ) from None
+    _MULTI_WORKER_STRATEGY.append((key, created))
+    return created
 
 
 def strategy_scope(strategy):

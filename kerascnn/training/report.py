@@ -151,11 +151,41 @@ def _setup(config, run):
         "batch_size": config.batch_size,
         "augment": bool(config.augment),
         "mixed_precision": config.mixed_precision,
-        "strategy": type(run.strategy).__name__ if run.strategy is not None else None,
+        "strategy": _strategy_name(run.strategy),
         "replicas": run.replicas,
         "num_replicas": run.replicas,
+        **_worker_fields(config, run),
         "lr_schedule": config.lr_schedule,
         "training_loss": ONE_HOT_LOSS if config.one_hot else SPARSE_LOSS,
+    }
+
+
+def _strategy_name(strategy):
+    """The strategy's public class name (None without one)."""
+    if strategy is None:
+        return None
+    name = type(strategy).__name__
+    # tf.distribute.MultiWorkerMirroredStrategy is CollectiveAllReduceStrategy's public name.
+    return "MultiWorkerMirroredStrategy" if name == "CollectiveAllReduceStrategy" else name
+
+
+def _worker_fields(config, run):
+    """The report's multi-worker entries (one worker, no sharding without a cluster)."""
+    cluster = getattr(run, "workers", None)
+    if cluster is None:
+        return {"num_workers": 1, "worker_index": 0, "is_chief": True, "input_sharding": None}
+    from kerascnn.training.workers import DEFAULT_COLLECTIVE_TIMEOUT
+
+    timeout = config.collective_timeout
+    return {
+        "num_workers": cluster["num_workers"],
+        "worker_index": cluster["worker_index"],
+        "is_chief": cluster["is_chief"],
+        "input_sharding": run.input_sharding,
+        "global_batch_size": config.batch_size,
+        "per_worker_batch_size": config.batch_size / cluster["num_workers"],
+        "collective_timeout_s": DEFAULT_COLLECTIVE_TIMEOUT if timeout is None else timeout,
+        "run_dir": run.run_dir,
     }
 
 

@@ -53,7 +53,13 @@ architecture flags (`blurpool`, `squeeze_excite`, `gap_head`, `kernel`,
 Distribution: `strategy="mirrored"` (or any `tf.distribute.Strategy`)
 builds and compiles the model in the strategy's scope; `batch_size` is the
 global batch; the report's `num_replicas` says how many replicas trained.
-See docs/distributed.md.
+`strategy="multi_worker"` (`kerascnn train --strategy multi_worker`, one
+process per worker, each with its `TF_CONFIG`; `kerascnn launch` starts them
+on one host) trains with a `tf.distribute.MultiWorkerMirroredStrategy`:
+every worker reads its shard of the input, only the chief writes into
+`output_dir` (the others write into a temporary directory they remove), and
+a dead peer stops the others with `WorkerFailure` (see
+`kerascnn.training.workers`). See docs/distributed.md.
 
 The default command finishes in about a minute on 2 CPU cores:
 
@@ -76,7 +82,7 @@ import os
 import time
 
 from kerascnn.training import checkpoint as ckpt
-from kerascnn.training import recipe
+from kerascnn.training import recipe, workers
 from kerascnn.training import report as report_lib
 from kerascnn.training.config import (  # noqa: F401  (re-exported: the defaults of `train`)
     DEFAULT_BATCH_SIZE,
@@ -93,6 +99,7 @@ from kerascnn.training.config import (  # noqa: F401  (re-exported: the defaults
 from kerascnn.training.plugins import CALLBACK_FACTORIES, make_plugin_callbacks
 from kerascnn.training.recipe import DEFAULT_LEARNING_RATES, LR_SCHEDULES, OPTIMIZERS  # noqa: F401
 from kerascnn.training.report import format_report, summary_line  # noqa: F401
+from kerascnn.training.workers import WorkerFailure
 
 #: Names kept from the flat `kerascnn.train` module.
 RUN_CONFIG_FILE = ckpt.RUN_CONFIG_FILE
@@ -104,6 +111,7 @@ _UNRECORDED = ("callbacks", "resume")
 __all__ = [
     "CALLBACK_FACTORIES",
     "TrainConfig",
+    "WorkerFailure",
     "batch_techniques",
     "check_model_fits_dataset",
     "format_report",
@@ -133,6 +141,7 @@ def train(
     verbose=1,
     callbacks=None,
     *,
+    collective_timeout=None,
     stability_stopping=False,
     lr_schedule="cosine",
     limit=None,
@@ -161,6 +170,7 @@ def train(
     layer_metrics=False,
     layer_dropping=False,
     layer_freezing=False,
+    force_drop=None,
     resume=None,
 ):
     """Trains a zoo model on a dataset and writes the report, logs, model and plots.
@@ -182,7 +192,10 @@ def train(
             to False.
         mixed_precision: False, True (`"mixed_float16"`) or a policy name such
             as `"mixed_bfloat16"`. Defaults to False.
-        strategy: None, `"mirrored"` or a `tf.distribute.Strategy`.
+        strategy: None, `"mirrored"` (the devices of this machine),
+            `"multi_worker"` (the workers of the `TF_CONFIG` environment
+            variable: run the same call in every worker process, see below)
+            or a `tf.distribute.Strategy`. Defaults to None.
         output_dir: where everything is written. Defaults to
             `runs/<YYYYmmdd-HHMMSS>`.
         data_dir: dataset folder (`kerascnn.data.load`). Defaults to
@@ -191,6 +204,9 @@ def train(
             Defaults to 0.
         verbose: Keras' verbosity (1: progress bars). Defaults to 1.
         callbacks: extra Keras callbacks (see the module docstring).
+        collective_timeout: with `strategy="multi_worker"`, the seconds a
+            collective (all-reduce) may wait for a peer before the run fails
+            with `WorkerFailure`. Defaults to None (120 s).
         stability_stopping: add `kerascnn.callbacks.StabilityStopping`.
             Defaults to False.
         lr_schedule: `"cosine"` (decay to 0 over the planned epochs, the
@@ -249,6 +265,11 @@ def train(
         layer_dropping: add `kerascnn.callbacks.LayerDropping` (a ValueError
             if it is not available). Defaults to False.
         layer_freezing: add `kerascnn.callbacks.LayerFreezing`. Defaults to False.
+        force_drop: with `layer_dropping`, a drop forced at the end of an
+            epoch whatever the scores say: `"EPOCH:CUT"` (`"0:4"`: after
+            epoch 0 (0-based), drop 4 convolutions; `"1:conv_3"`: up to that
+            layer) or LayerDropping's `force_drops` dict `{epoch: cut}`
+            (`kerascnn train --force-drop 0:4`). Defaults to None.
         resume: None, or the directory of an interrupted (Ctrl-C) or killed
             run to continue up to its planned epochs (`kerascnn train
             --resume RUN_DIR`). The run's arguments are read back from its
@@ -274,6 +295,24 @@ def train(
     resumed epoch (a note in the report says so); SWA's running average is
     kept in the checkpoint and carries over. The
     checkpoint is removed when the run finishes.
+
+    Multi-worker (`strategy="multi_worker"`): every worker process runs
+    the same `train(...)` (or `kerascnn train --strategy multi_worker`) with
+    its own `TF_CONFIG`; the strategy is created first, before any other
+    TensorFlow work. `batch_size` is the global batch: each worker's step
+    takes `batch_size / num_workers` examples of its shard (auto-shard by
+    DATA for in-memory data, so the global batches are a single process's;
+    by FILE for tfds data with a file per worker; the report's
+    `input_sharding` says which). The chief (task `"chief"`, else worker 0)
+    writes `output_dir`; the other workers write the same files into a
+    temporary directory that they remove, and their report (returned, and
+    written to `$KERASCNN_WORKER_REPORT` when set) describes their own run.
+    Resuming works the same across workers: run `train(resume=RUN_DIR)` in
+    every worker (the others read the chief's checkpoint). If a peer dies,
+    its collectives fail within `collective_timeout` and every surviving
+    worker raises `WorkerFailure` ("worker 1 of 2 stopped responding ...
+    resume with: <command>"; the CLI exits with status 3), the chief leaving
+    a partial `report.json` and the checkpoint of the last finished epoch.
 
     With mixup or label smoothing the labels are one-hot during `fit`
     (validation included). The reported `test_loss` and `test_accuracy` are
@@ -307,7 +346,10 @@ class _Run:
     steps_per_epoch: int
     strategy: object = None
     replicas: int = 1
-    output_dir: str | None = None
+    workers: dict | None = None  # `kerascnn.training.workers.read_tf_config`'s dict
+    input_sharding: dict | None = None
+    run_dir: str | None = None  # the chief's output directory
+    output_dir: str | None = None  # where this process writes (a temp dir off the chief)
     log_dir: str | None = None
     resume_state: dict | None = None
     technique_callbacks: list = dataclasses.field(default_factory=list)
@@ -351,10 +393,15 @@ def run_training(config, *, wall_start=None):
     )
     config = config.validate()
     run = _prepare(config)
-    _open_output(config, run, recorded)
-    fit = _fit(config, run, recorded)
-    report = report_lib.build_report(config, run, fit, recorded)
-    _write_files(config, run, fit, report, wall_start)
+    try:
+        _open_output(config, run, recorded)
+        fit = _fit(config, run, recorded)
+        report = report_lib.build_report(config, run, fit, recorded)
+        _write_files(config, run, fit, report, wall_start)
+        workers.write_worker_report(report)
+    finally:
+        if run.workers is not None and run.output_dir is not None:
+            workers.remove_worker_dir(run.output_dir, run.run_dir)
     return report
 
 
@@ -435,10 +482,15 @@ def _check_one_cycle_steps(config, steps_per_epoch):
 
 
 def _prepare(config):
-    """Everything resolved before a file is written: a bad option fails here."""
+    """Everything resolved before a file is written: a bad option fails here.
+
+    The strategy comes first: a `MultiWorkerMirroredStrategy` must be created
+    before the process runs any TensorFlow operation.
+    """
     from kerascnn import data
     from kerascnn.data import sources
 
+    strategy = recipe.make_strategy(config.strategy, collective_timeout=config.collective_timeout)
     ds_info = data.info(config.dataset)
     check_model_fits_dataset(config.model, config.dataset, ds_info)
     spec, stages, organized = model_spec(config, ds_info["shape"])
@@ -450,7 +502,7 @@ def _prepare(config):
     steps_per_epoch = math.ceil(train_examples / config.batch_size)
     if config.lr_schedule == "one_cycle":
         _check_one_cycle_steps(config, steps_per_epoch)
-    strategy = recipe.make_strategy(config.strategy)
+    cluster = workers.strategy_workers(strategy)
     return _Run(
         ds_info=ds_info,
         spec=spec,
@@ -463,7 +515,46 @@ def _prepare(config):
         steps_per_epoch=steps_per_epoch,
         strategy=strategy,
         replicas=strategy.num_replicas_in_sync if strategy is not None else 1,
+        workers=cluster,
+        input_sharding=_input_sharding(config, source, cluster),
     )
+
+
+def _input_sharding(config, source, cluster):
+    """`{"policy", "reason"}`: how the workers shard the input (`workers.shard_policy`)."""
+    count = 1 if cluster is None else cluster["num_workers"]
+    files = None
+    if not source.in_memory and count > 1:
+        files = _tfds_file_count(source, "train")
+    policy, reason = workers.shard_policy(
+        in_memory=source.in_memory, num_workers=count, num_files=files, limit=config.limit
+    )
+    return {"policy": policy, "reason": reason}
+
+
+def _tfds_file_count(source, split):
+    """The number of files of a tfds split, or None when it cannot be told."""
+    try:
+        import tensorflow_datasets as tfds
+
+        from kerascnn.data.sources import CATALOG
+
+        builder = tfds.builder(CATALOG[source.name].tfds_name, data_dir=source.location)
+        return int(builder.info.splits[split].num_shards)
+    except Exception:  # DATA sharding then (always correct)
+        return None
+
+
+def _sharded(ds, run):
+    """`ds` with the run's auto-shard policy (`tf.data.Options`), set explicitly."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    policy = run.input_sharding["policy"] if run.input_sharding else "DATA"
+    options.experimental_distribute.auto_shard_policy = getattr(
+        tf.data.experimental.AutoShardPolicy, policy
+    )
+    return ds.with_options(options)
 
 
 def _open_output(config, run, recorded):
@@ -471,16 +562,22 @@ def _open_output(config, run, recorded):
     output_dir = config.output_dir
     if output_dir is None:
         output_dir = os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    output_dir = os.path.abspath(os.path.expanduser(os.fspath(output_dir)))
+    output_dir = run.run_dir = os.path.abspath(os.path.expanduser(os.fspath(output_dir)))
+    chief = run.workers is None or run.workers["is_chief"]
     try:
-        os.makedirs(output_dir, exist_ok=True)
+        if chief:
+            os.makedirs(output_dir, exist_ok=True)
     except OSError as error:
         raise ValueError(f"Cannot create output_dir {output_dir!r}: {error.strerror}") from None
-    if not os.access(output_dir, os.W_OK):
+    if chief and not os.access(output_dir, os.W_OK):
         raise ValueError(f"output_dir is not writable. Received: output_dir={output_dir!r}")
-    run.output_dir, run.log_dir = output_dir, os.path.join(output_dir, "logs")
-    run.resume_state = ckpt.start_run(output_dir, recorded, config.resume)
-    backup = os.path.join(output_dir, ckpt.CHECKPOINT_DIR)
+    # Off the chief: the same files, in a temporary directory removed at the end.
+    write_dir = workers.worker_output_dir(output_dir, run.workers)
+    run.output_dir, run.log_dir = write_dir, os.path.join(write_dir, "logs")
+    if config.resume is not None and not chief:
+        workers.copy_checkpoint(output_dir, write_dir, ckpt.CHECKPOINT_DIR)
+    run.resume_state = ckpt.start_run(write_dir, recorded, config.resume)
+    backup = os.path.join(write_dir, ckpt.CHECKPOINT_DIR)
     ckpt.attach_backup(run.plugin_callbacks.values(), backup)
 
 
@@ -547,7 +644,7 @@ def _datasets(config, run):
         train_ds, classes, config.cutout, config.mixup, config.one_hot, seed
     )
     fit_test_ds = one_hot_labels(test_ds, classes) if config.one_hot else test_ds
-    return train_ds, test_ds, fit_test_ds
+    return _sharded(train_ds, run), _sharded(test_ds, run), _sharded(fit_test_ds, run)
 
 
 def _build_model(config, run):
@@ -600,6 +697,7 @@ def _technique_callbacks(config, run):
             limit=config.limit,
             **_load_kwargs(config),
         )
+        bn_data = _sharded(bn_data, run)
         run.swa_callback = StochasticWeightAveraging(
             start=config.swa,
             data=bn_data,
@@ -633,12 +731,25 @@ def _fit_callbacks(config, run, timer, checkpoint):
 
 
 def _announce(config, run):
-    if config.verbose:
-        print(
-            f"kerascnn train: {config.model} on {config.dataset} ({run.source.describe()}), "
-            f"{run.train_examples} training examples, {config.epochs} epochs, batch "
-            f"{config.batch_size}, {run.replicas} replica(s); writing to {run.output_dir}"
+    if not config.verbose:
+        return
+    where = f"writing to {run.output_dir}"
+    if run.workers is not None:
+        w = run.workers
+        role = (
+            f"the chief, writing to {run.run_dir}"
+            if w["is_chief"]
+            else f"writing to a temporary directory; the chief writes {run.run_dir}"
         )
+        where = (
+            f"worker {w['worker_index']} of {w['num_workers']} (input sharded by "
+            f"{run.input_sharding['policy']}), {role}"
+        )
+    print(
+        f"kerascnn train: {config.model} on {config.dataset} ({run.source.describe()}), "
+        f"{run.train_examples} training examples, {config.epochs} epochs, batch "
+        f"{config.batch_size}, {run.replicas} replica(s); {where}"
+    )
 
 
 def _train_and_evaluate(config, run, timer, checkpoint, built):
@@ -658,6 +769,8 @@ def _train_and_evaluate(config, run, timer, checkpoint, built):
         shuffle=False,  # the pipeline shuffles (seeded)
     )
     earlier = ckpt.merge_resumed(history, timer, run.resume_state)  # earlier sessions' epochs
+    if run.workers is not None:
+        _average_batch_norm(net, run.strategy)
     train_time = time.perf_counter() - fit_start + earlier
     if config.one_hot:
         # Report (and save) the plain cross-entropy on integer labels.
@@ -674,8 +787,31 @@ def _train_and_evaluate(config, run, timer, checkpoint, built):
     return _Fit(net, history, timer, evaluation, train_time, earlier, extra, notes)
 
 
+def _average_batch_norm(net, strategy):
+    """Averages the batch-norm moving statistics over the workers (every worker calls it).
+
+    Keras 3 keeps them per worker (no aggregation): each worker's are
+    estimated from its own shard. Their mean is what the chief saves, and
+    the evaluation then runs the same model on every worker.
+    """
+    from kerascnn import _distribute
+
+    variables = [
+        v
+        for layer in net._flatten_layers(include_self=False, recursive=True)
+        if "BatchNormalization" in type(layer).__name__
+        for v in layer.non_trainable_weights
+    ]
+    _distribute.average_variables(variables, strategy)
+
+
 def _fit(config, run, recorded):
-    """Trains and evaluates under the run's precision policy; Ctrl-C saves and re-raises."""
+    """Trains and evaluates under the run's precision policy.
+
+    Ctrl-C saves and re-raises; a dead peer of a multi-worker run raises
+    `WorkerFailure` (after the same partial report, without `model.keras`:
+    saving it would need the peers).
+    """
     import keras
 
     keras.utils.set_random_seed(int(config.seed))
@@ -683,15 +819,28 @@ def _fit(config, run, recorded):
     timer = ckpt.epoch_timer()
     checkpoint = ckpt.run_checkpoint(run.output_dir, run.resume_state, timer)
     built = [None]  # the model, once built (for the interrupt handler)
+    partial = dict(model=config.model, dataset=config.dataset, planned_epochs=config.epochs)
+    partial.update(output_dir=run.output_dir, args=recorded)
+    multi = run.workers is not None
+    command = workers.resume_command(run.run_dir, run.workers) if multi else None
     try:
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy(config.mixed_precision)
         return _train_and_evaluate(config, run, timer, checkpoint, built)
     except KeyboardInterrupt:
-        partial = dict(model=config.model, dataset=config.dataset, planned_epochs=config.epochs)
-        partial.update(output_dir=run.output_dir, args=recorded)
-        ckpt.on_interrupt(built[0], checkpoint, run.output_dir, partial)
+        net = None if multi else built[0]
+        ckpt.on_interrupt(net, checkpoint, run.output_dir, partial, command=command)
         raise
+    except Exception as error:
+        if not multi or not workers.is_peer_failure(error):
+            raise
+        epochs = checkpoint.state["epoch"] if checkpoint.state else 0
+        worker, message = workers.failure_message(error, run.workers, epochs, run.run_dir)
+        partial.update(failed_worker=worker, error=message)
+        ckpt.on_interrupt(
+            None, checkpoint, run.output_dir, partial, command=command, announce=False
+        )
+        raise WorkerFailure(message, worker) from None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -709,7 +858,7 @@ def _write_files(config, run, fit, report, wall_start):
     report["files"]["report"] = report_path
     report_lib.write_json(report_path, report)
     ckpt.remove_checkpoint(run.output_dir)
-    if config.verbose:
+    if config.verbose and (run.workers is None or run.workers["is_chief"]):
         print(format_report(report))
 
 

@@ -27,6 +27,7 @@ OLD_FLAGS = {
     "--augment": False,
     "--mixed-precision": False,
     "--strategy": None,
+    "--collective-timeout": None,  # added with issue #16 (multi-worker)
     "--stability-stopping": False,
     "--blurpool": False,
     "--squeeze-excite": False,
@@ -51,6 +52,7 @@ OLD_FLAGS = {
     "--layer-metrics": False,
     "--layer-dropping": False,
     "--layer-freezing": False,
+    "--force-drop": None,  # added with issue #16 (a forced LayerDropping drop)
     "--output-dir": None,
     "--resume": None,
     "--data-dir": None,

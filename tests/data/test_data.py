@@ -189,6 +189,19 @@ def test_cifar10_jpeg_zip_is_found_and_cached(tmp_path):
     x2, y2 = source.arrays("test")  # from the cache
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
+    # The zip is sorted by class; the examples come interleaved so that a
+    # prefix (`limit=N`) is class-balanced, not N airplanes.
+    np.testing.assert_array_equal(y[:20], np.tile(np.arange(10), 2))
+    _, y_limited = data.load("cifar10", split="test", limit=300, as_numpy=True)
+    assert np.bincount(y_limited).tolist() == [30] * 10
+
+
+def test_interleave_classes_is_round_robin_and_stable():
+    x = np.arange(7)
+    y = np.array([2, 0, 1, 0, 2, 2, 0])
+    xi, yi = sources.interleave_classes(x, y)
+    assert yi.tolist() == [0, 1, 2, 0, 2, 0, 2]
+    assert xi.tolist() == [1, 2, 0, 3, 4, 6, 5]  # within a class: original order
 
 
 # ---------------------------------------------------------------------------

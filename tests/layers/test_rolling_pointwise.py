@@ -48,13 +48,18 @@ def test_windows_follow_listing_2():
 
 CASES = [
     # cin, filters, groups, overlap, implementation, expected path
-    (16, 32, 2, 0.5, "auto", "sliced"),  # 2 taps, D = 4 chunks of 4
-    (32, 32, 4, 0.75, "auto", "sliced"),  # 4 taps
-    (10, 5, 5, 0.0, "auto", "sliced"),  # a GPW with interleaved output
-    (8, 16, 1, 0.5, "auto", "sliced"),  # groups=1: windows wrap the whole axis
-    (9, 9, 3, 0.67, "auto", "sliced"),  # stride 1, 3 taps, one filter per window
+    (16, 32, 2, 0.5, "split", "split"),  # 2 taps, D = 4 chunks of 4
+    (32, 32, 4, 0.75, "split", "split"),  # 4 taps, 16 windows: 64 matmuls
+    (10, 5, 5, 0.0, "split", "split"),  # a GPW with interleaved output
+    (8, 16, 1, 0.5, "split", "split"),  # groups=1: windows wrap the whole axis
+    (9, 9, 3, 0.67, "split", "split"),  # stride 1, 3 taps, one filter per window
+    (32, 16, 2, 0.875, "split", "split"),  # 8 taps
+    (16, 32, 2, 0.5, "auto", "dense"),  # too few channels for "split" to pay
     (24, 12, 4, 0.5, "auto", "dense"),  # 8 windows do not divide 12 filters
     (16, 16, 4, 0.33, "auto", "dense"),  # stride 3 does not divide width 4
+    (16, 32, 2, 0.5, "sliced", "sliced"),
+    (32, 32, 4, 0.75, "sliced", "sliced"),
+    (9, 9, 3, 0.67, "sliced", "sliced"),
     (16, 16, 4, 0.33, "gather", "gather"),
     (12, 24, 4, 0.5, "gather", "gather"),  # 6 distinct windows, 4 filters each
     (8, 7, 2, 0.25, "gather", "gather"),
@@ -79,7 +84,7 @@ def test_outputs_and_gradients_match_dense_conv(
     assert layer.count_params() == cin // groups * filters + filters
 
 
-@pytest.mark.parametrize("impl", ["sliced", "dense"])
+@pytest.mark.parametrize("impl", ["split", "sliced", "dense"])
 def test_mixed_bfloat16_matches_dense_conv(impl):
     layer = RollingPointwiseConv2D(32, 4, 0.5, implementation=impl, dtype="mixed_bfloat16")
     x = np.random.default_rng(5).normal(size=(2, 3, 3, 16)).astype("float32")
@@ -88,18 +93,37 @@ def test_mixed_bfloat16_matches_dense_conv(impl):
     _check_against_dense(layer, x, True, 3e-2)
 
 
-def test_sliced_path_has_no_conv_and_follows_the_macs():
-    layer = RollingPointwiseConv2D(64, 4, 0.5)
+@pytest.mark.parametrize("impl,matmuls", [("split", 16), ("sliced", 2)])
+def test_tiled_paths_have_no_conv_and_follow_the_macs(impl, matmuls):
+    layer = RollingPointwiseConv2D(64, 4, 0.5, implementation=impl)
     layer.build((None, 4, 4, 64))
     graph = tf.function(layer).get_concrete_function(tf.TensorSpec((None, 4, 4, 64))).graph
     ops = [op for op in graph.get_operations()]
     assert not any("Conv" in op.type for op in ops)
-    # Two taps of one batched matmul each over D = 8 chunks of 8 channels:
-    # 2 * 8 * 8 * (64 / 8) = 1024 = W * filters MACs per pixel.
-    matmuls = [op for op in ops if "MatMul" in op.type]
-    assert len(matmuls) == 2
-    macs = sum(int(np.prod(op.inputs[1].shape)) for op in matmuls)
+    # D = 8 chunks of 8 channels, 2 taps: "split" runs one (8, 8) matmul per
+    # window and tap (16), "sliced" one batched matmul over the 8 chunks per
+    # tap (2); both 2 * 8 * 8 * (64 / 8) = 1024 = W * filters MACs per pixel.
+    found = [op for op in ops if "MatMul" in op.type]
+    assert len(found) == matmuls
+    macs = sum(int(np.prod(op.inputs[1].shape)) for op in found)
     assert macs == layer.compute_macs((1, 1, 64), (1, 1, 64)) == 16 * 64
+
+
+@pytest.mark.parametrize(
+    "cin,groups,overlap,path",
+    [
+        (256, 4, 0.5, "split"),  # saves (256 - 64) * 256 MACs per pixel
+        (256, 2, 0.5, "split"),
+        (128, 2, 0.5, "split"),  # (128 - 64) * 128 = 32 * (128 + 128): the crossover
+        (64, 4, 0.5, "dense"),  # (64 - 16) * 64 < 32 * 128: copies cost more
+        (256, 4, 0.33, "dense"),  # windows do not tile
+        (512, 2, 0.875, "sliced"),  # 16 windows x 8 taps > 64 matmuls
+    ],
+)
+def test_auto_picks_the_path(cin, groups, overlap, path):
+    layer = RollingPointwiseConv2D(cin, groups, overlap)
+    layer.build((None, 1, 1, cin))
+    assert layer._mode == path
 
 
 def test_compute_macs():
@@ -154,7 +178,8 @@ def test_groups_must_divide_channels():
         RollingPointwiseConv2D(8, groups=3)(np.zeros((1, 2, 2, 8), "float32"))
 
 
-def test_sliced_refused_where_windows_do_not_tile():
-    layer = RollingPointwiseConv2D(16, groups=4, overlap=0.33, implementation="sliced")
-    with pytest.raises(ValueError, match="implementation=.sliced."):
+@pytest.mark.parametrize("impl", ["split", "sliced"])
+def test_tiled_paths_refused_where_windows_do_not_tile(impl):
+    layer = RollingPointwiseConv2D(16, groups=4, overlap=0.33, implementation=impl)
+    with pytest.raises(ValueError, match=f"implementation=.{impl}."):
         layer.build((None, 2, 2, 16))

@@ -71,6 +71,19 @@ every epoch end; on a resumed `fit` (its first epoch equals the saved next
 epoch) it restores the state and rebuilds the cache from raw data in that
 epoch. Without `backup_dir` a resumed `fit` warns and starts the dropping
 decisions afresh (the model's weights are those restored).
+
+Multi-worker (`tf.distribute.MultiWorkerMirroredStrategy`, one process per
+worker, each with its own shard of the data): the gradient sums behind the
+scores are those the optimizer applies, all-reduced in the step, so every
+worker computes the same scores and takes the same decision in the same
+epoch. Each worker caches the features of its own shard (the local results
+of the distributed tail pass), in memory or in its own fresh sub-directory
+of `cache`, and trains the head (compiled under the strategy's scope, with
+the shared optimizer) on a per-worker input pipeline over its own cache
+(`distribute_datasets_from_function`, no re-sharding), so the global batch
+keeps its size. Only the chief (`kerascnn._distribute.is_chief`) writes and
+removes the state file; on resume the chief's state is broadcast to every
+worker, so they all resume at the same cut.
 """
 
 from __future__ import annotations
@@ -86,6 +99,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerascnn._distribute import broadcast_json, is_chief, is_multi_worker
 from kerascnn._keras_compat import (
     print_msg,
     unpack_x_y_sample_weight,
@@ -556,7 +570,7 @@ class LayerDropping(_LearnDropBase):
         return os.path.join(self.backup_dir, STATE_FILE)
 
     def _save_state(self, next_epoch):
-        if self.backup_dir is None:
+        if self.backup_dir is None or not is_chief(self.model.distribute_strategy):
             return
         os.makedirs(self.backup_dir, exist_ok=True)
         state = {
@@ -577,9 +591,13 @@ class LayerDropping(_LearnDropBase):
         if epoch == 0:
             return
         state = None
-        if self.backup_dir is not None and os.path.exists(self._state_path()):
+        strategy = self.model.distribute_strategy
+        chief = is_chief(strategy)
+        if self.backup_dir is not None and chief and os.path.exists(self._state_path()):
             with open(self._state_path()) as f:
                 state = json.load(f)
+        if self.backup_dir is not None:
+            state = broadcast_json(state, strategy)  # the chief's state on every worker
         if (
             state is None
             or state.get("next_epoch") != epoch
@@ -651,8 +669,7 @@ class LayerDropping(_LearnDropBase):
         old_cache, source_iter = self._feature_cache, None
         if not from_raw:
             # One pass over the previous cache; the new cache is shuffled on read.
-            old_ds = old_cache.dataset(self._batch_size, shuffle=False, repeat=False)
-            source_iter = iter(strategy.experimental_distribute_dataset(old_ds))
+            source_iter = iter(self._distribute_cache(old_cache, shuffle=False, repeat=False))
         self.dropped, self.cut, self._head = k, cut, head
         self._stats.follow(head)
         self._building = {
@@ -753,10 +770,31 @@ class LayerDropping(_LearnDropBase):
             raise RuntimeError("LayerDropping: the build epoch produced no features.")
         start = time.perf_counter()
         self._batch_size = int(cache.batch_size)
-        ds = cache.dataset(self._batch_size, shuffle=True, seed=self.seed, repeat=True)
-        self._cache_iter = iter(self.model.distribute_strategy.experimental_distribute_dataset(ds))
+        self._cache_iter = iter(
+            self._distribute_cache(cache, shuffle=True, seed=self.seed, repeat=True)
+        )
         build["pipeline_seconds"] = time.perf_counter() - start
         self._mode = "cache"  # the rest of this epoch trains the head on the cache
+
+    def _distribute_cache(self, cache, **options):
+        """`cache` as a distributed dataset of `self._batch_size` samples per step here.
+
+        `self._batch_size` is what this process' replicas took per step.
+        Single process: the global batch, split over the replicas as usual.
+        Multi-worker: each worker's cache holds its own shard, so each worker
+        reads its own cache (one pipeline per worker, per-replica batches,
+        no auto-sharding).
+        """
+        strategy = self.model.distribute_strategy
+        if not is_multi_worker(strategy):
+            return strategy.experimental_distribute_dataset(
+                cache.dataset(self._batch_size, **options)
+            )
+        local = max(1, len(strategy.extended.worker_devices))
+        per_replica = max(1, self._batch_size // local)
+        return strategy.distribute_datasets_from_function(
+            lambda context: cache.dataset(per_replica, **options)
+        )
 
     def _to_numpy(self, value):
         parts = self.model.distribute_strategy.experimental_local_results(value)
@@ -839,7 +877,11 @@ class LayerDropping(_LearnDropBase):
 
     def on_train_end(self, logs=None):
         self._cleanup()
-        if self.backup_dir is not None and os.path.exists(self._state_path()):
+        if (
+            self.backup_dir is not None
+            and is_chief(self.model.distribute_strategy)
+            and os.path.exists(self._state_path())
+        ):
             os.remove(self._state_path())
 
     def _cleanup(self):
