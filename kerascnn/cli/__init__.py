@@ -2,7 +2,7 @@
 
 This package holds the only argparse code of kerascnn, one module per
 command group: `models` (list, summary), `plots` (plot-filters,
-plot-stability), `train` (its options generated from
+plot-stability, plot-savings), `train` (its options generated from
 `kerascnn.training.config.TrainConfig`), `tune`, `compare`, `rf3d` (rf3d, optimize);
 `_common` has the parsing helpers they share.
 
@@ -68,6 +68,7 @@ SUBCOMMANDS = {
         models.add_summary_parser,
         plots.add_plot_filters_parser,
         plots.add_plot_stability_parser,
+        plots.add_plot_savings_parser,
         train.add_train_parser,
         launch.add_launch_parser,
         tune.add_tune_parser,

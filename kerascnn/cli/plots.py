@@ -1,15 +1,18 @@
-"""`kerascnn plot-filters` and `kerascnn plot-stability`: the papers' figures.
+"""`kerascnn plot-filters`, `plot-stability` and `plot-savings`: the papers' figures.
 
 `plot-filters` draws filters per layer of a zoo model under every filter
 template (`kerascnn.observe.plots`, the filter-template paper's Figure 2);
 `plot-stability` draws per-layer stability μ over epochs from training logs
-(`kerascnn.observe.stability_logs`, the stability paper's Figure 5). Neither
-builds nor loads a model: no TensorFlow import.
+(`kerascnn.observe.stability_logs`, the stability paper's Figure 5);
+`plot-savings` draws accuracy against training time and MACs trained for
+`kerascnn train` runs (`kerascnn.observe.savings`). None of them builds or
+loads a model: no TensorFlow import.
 
 Example:
 
     kerascnn plot-filters vgg19 -o vgg19_templates.png
     kerascnn plot-stability runs/20250101-120000 -o stability.png
+    kerascnn plot-savings runs/baseline runs/dropping -o savings.png
 """
 
 from __future__ import annotations
@@ -121,4 +124,42 @@ def add_plot_stability_parser(subparsers):
         help=f"first 0-based epoch the rule considers ({recorded} 0)",
     )
     parser.set_defaults(func=_run_plot_stability, registration=False)
+    return parser
+
+
+def _run_plot_savings(args):
+    from kerascnn.observe.savings import plot_savings, savings_lines
+
+    runs = plot_savings(args.run_dirs, args.output, labels=args.label)
+    print(f"Wrote {args.output} ({len(runs)} runs: accuracy against training time and MACs).")
+    print("\n".join(savings_lines(runs)))
+    return 0
+
+
+def add_plot_savings_parser(subparsers):
+    """Registers `plot-savings RUN_DIR [RUN_DIR ...] -o savings.png`."""
+    parser = subparsers.add_parser(
+        "plot-savings",
+        help="plot accuracy against training time and MACs trained for `kerascnn train` runs",
+        description=(
+            "Draws accuracy against training time and against MACs trained (two panels) for "
+            "the given `kerascnn train` output directories, one curve per run labelled with "
+            "its method, stop and Learn&Drop drop epochs marked, and prints the time, MACs "
+            "and accuracy of every run against the first one."
+        ),
+    )
+    parser.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="`kerascnn train` output directories"
+    )
+    parser.add_argument(
+        "-o", "--output", default="savings.png", help="output image (default: savings.png)"
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a curve's label, once per RUN_DIR in order (default: the run's method)",
+    )
+    parser.set_defaults(func=_run_plot_savings, registration=False)
     return parser

@@ -6,6 +6,21 @@ figures, `write_json` writes it atomically and `write_plots` draws the
 training curves, the filters per layer (`kerascnn.observe.plots`) and the
 stability μ curves (the stability paper's Figure 5).
 
+`report["per_epoch"]` (`epoch_records`, kerascnn >= 0.1.0 with issue #17;
+read by `kerascnn plot-savings`) has one record per trained epoch:
+`epoch` (1-based), `elapsed_s` (training seconds at the epoch's end: the
+running sum of `epoch_times_s`, validation included), `forward_macs` and
+`trained_macs` (forward MACs per example of what ran in training and of the
+part whose weights were trained: they differ after a Learn&Drop drop or
+freeze), `dropped_convs` (convolutions dropped or frozen during the epoch,
+0 without Learn&Drop), `macs_trained` (the epoch's training compute:
+examples x (forward + 2 x trained), i.e. 3x the forward MACs per example
+seen without a drop; x2 with SAM until a Learn&Drop head takes over),
+`macs_trained_total` (their running sum; the last one is
+`training_macs_estimate`), `train_accuracy` and `test_accuracy` (the
+epoch's accuracy on the training batches and on the test split, from
+`history`; None when not measured).
+
 Example:
 
 ```python
@@ -224,8 +239,6 @@ def build_report(config, run, fit, recorded_args):
         params=int(net.count_params()),
         trainable_params=int(sum(int(np.prod(w.shape)) for w in net.trainable_weights)),
         macs=macs,
-        # Training compute estimate: forward + backward ~ 3x the forward MACs per example seen.
-        training_macs_estimate=3 * macs * run.train_examples * trained_epochs if macs else None,
         history={k: [float(v) for v in vals] for k, vals in history.history.items()},
         output_dir=run.output_dir,
         files={},
@@ -240,7 +253,106 @@ def build_report(config, run, fit, recorded_args):
         resumed_from_epoch=run.resume_state["epoch"] if run.resume_state else None,
     )
     _callback_fields(report, run, fit.extra_callbacks)
+    report["per_epoch"] = epoch_records(
+        report["history"],
+        epoch_times,
+        run.train_examples,
+        macs,
+        head_macs=_learn_drop_head_macs(run, net),
+        sam=config.sam is not None,
+    )
+    # Training compute estimate: forward + backward ~ 3x the forward MACs per example seen
+    # (only the part still trained after a Learn&Drop drop; see `epoch_records`).
+    last = report["per_epoch"][-1] if report["per_epoch"] else {}
+    report["training_macs_estimate"] = last.get("macs_trained_total") if macs else None
     return report
+
+
+#: History keys of Learn&Drop: the convolutions not trained during an epoch.
+_UNTRAINED_CONVS_KEYS = ("learn_drop/dropped_convs", "learn_drop/frozen_convs")
+
+
+def _history_value(history, key, index):
+    values = history.get(key) or []
+    value = values[index] if index < len(values) else None
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def epoch_records(history, epoch_times, examples, macs, head_macs=None, sam=False):
+    """The report's `per_epoch` records: time, MACs trained and accuracy per epoch.
+
+    The record keys are described in the module docstring.
+
+    Args:
+        history: the run's history, `{key: [value per epoch]}` (`loss` gives the epochs).
+        epoch_times: seconds of every epoch (`epoch_times_s`).
+        examples: training examples per epoch.
+        macs: the full model's forward MACs per example, or None (MACs unknown).
+        head_macs: a function `convs -> forward MACs per example` of the part still
+            trained once `convs` convolutions are dropped or frozen (Learn&Drop).
+            Defaults to None (no Learn&Drop).
+        sam: SAM's step (two forward and backward passes) trained the model.
+            Defaults to False.
+
+    Example:
+
+    >>> history = {"loss": [2.0, 1.5], "accuracy": [0.3, 0.5], "val_accuracy": [0.4, 0.6]}
+    >>> [r["macs_trained_total"] for r in epoch_records(history, [1.0, 0.5], 100, 10)]
+    [3000, 6000]
+    """
+    records, elapsed, total = [], 0.0, 0
+    for i in range(len(history.get("loss", epoch_times))):
+        time_s = epoch_times[i] if i < len(epoch_times) else None
+        elapsed = None if time_s is None or elapsed is None else elapsed + float(time_s)
+        convs = next(
+            (_history_value(history, k, i) for k in _UNTRAINED_CONVS_KEYS if k in history), None
+        )
+        convs = int(convs or 0)
+        record = {"epoch": i + 1, "elapsed_s": elapsed, "dropped_convs": convs}
+        if macs:
+            forward = _history_value(history, "learn_drop/train_macs", i) or macs
+            trained = macs
+            if convs:  # a Learn&Drop head trains: its MACs (else what ran forward)
+                head = head_macs(convs) if head_macs is not None else None
+                trained = forward if head is None else head
+            passes = 2 if sam and not convs else 1
+            epoch_macs = int(examples * passes * (forward + 2 * trained))
+            total += epoch_macs
+            record.update(forward_macs=int(forward), trained_macs=int(trained))
+            record.update(macs_trained=epoch_macs, macs_trained_total=total)
+        record["train_accuracy"] = _history_value(history, "accuracy", i)
+        record["test_accuracy"] = _history_value(history, "val_accuracy", i)
+        records.append(record)
+    return records
+
+
+def _learn_drop_head_macs(run, net):
+    """`convs -> forward MACs per example of the trained head` for a Learn&Drop run, or None."""
+    callback = run.plugin_callbacks.get("layer_dropping") or run.plugin_callbacks.get(
+        "layer_freezing"
+    )
+    plan = getattr(callback, "plan", None)
+    if plan is None:
+        return None
+    from kerascnn.callbacks.learn_drop.dropping import layer_macs, sub_macs
+    from kerascnn.callbacks.learn_drop.model_split import flatten_nested, sub_model
+
+    table, heads = None, {}
+
+    def head_macs(convs):
+        nonlocal table
+        cut = plan.cuts.get(convs)
+        if cut is None:
+            return None
+        if convs not in heads:
+            try:
+                table = layer_macs(flatten_nested(net)) if table is None else table
+                heads[convs] = sub_macs(table, sub_model(net, cut, None, name="report_head"))
+            except Exception:  # the report must not fail on a counting problem
+                heads[convs] = None
+        return heads[convs]
+
+    return head_macs
 
 
 def _callback_fields(report, run, extra_callbacks):
@@ -371,7 +483,8 @@ def format_report(report):
     if report.get("macs") is not None:
         lines.append(
             f"MACs:             {report['macs']:,} per image forward; "
-            f"~{report['training_macs_estimate']:.3g} trained (3 x forward x examples seen)"
+            f"~{report['training_macs_estimate']:.3g} trained (3 x forward x examples seen, "
+            "only the part still trained after a drop)"
         )
     for note in report.get("notes", []):
         lines.append(f"note:             {note}")

@@ -7,6 +7,9 @@ test split and writes, into `output_dir`:
 - `report.json`: planned and trained epochs, wall time, time saved,
   test accuracy and loss, parameters, forward MACs and the training MACs,
   the per-epoch history, the data source, the versions and the arguments;
+  `per_epoch`: one record per epoch (elapsed training seconds, MACs trained
+  so far, Learn&Drop's dropped convolutions, train and test accuracy; see
+  `kerascnn.training.report`), drawn by `kerascnn plot-savings`;
 - `logs/`: TensorBoard logs (`tensorboard --logdir <output_dir>/logs`);
 - `model.keras`: the trained model (`keras.saving.load_model` reloads it and
   evaluates to the reported accuracy);
