@@ -43,6 +43,7 @@ import time
 
 import keras
 from _common import make_parser, results_path, write_results
+from _epoch_timer import EpochEnd, EpochStart
 
 CONFIGS = ("plain", "plain_aa", "stats")
 WORKER_COUNTS = (1, 2)
@@ -122,25 +123,6 @@ def run_worker(args):
     index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
     with open(os.path.join(args.results_dir, f"worker{index}.json"), "w") as f:
         json.dump({"worker": index, "epoch_times_s": times}, f)
-
-
-class EpochStart(keras.callbacks.Callback):
-    """Placed first: notes the time before the other callbacks' on_epoch_begin."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.t = time.perf_counter()
-
-
-class EpochEnd(keras.callbacks.Callback):
-    """Placed last: the epoch's time, after the other callbacks' on_epoch_end."""
-
-    def __init__(self, start):
-        super().__init__()
-        self.start = start
-        self.times = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.start.t)
 
 
 # ----------------------------------------------------------------- driver

@@ -55,30 +55,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import make_parser, results_path, write_results
+from _epoch_timer import EpochEnd, EpochStart
 
 from kerascnn import zoo  # noqa: E402
 from kerascnn.callbacks import LayerMetrics, StabilityStopping  # noqa: E402
 
 CONFIGS = ("plain", "plain_aa", "stability_stopping", "layer_metrics")
-
-
-class EpochStart(keras.callbacks.Callback):
-    """Placed first: notes the time before the other callbacks' on_epoch_begin."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.t = time.perf_counter()
-
-
-class EpochEnd(keras.callbacks.Callback):
-    """Placed last: the epoch's time, after the other callbacks' on_epoch_end."""
-
-    def __init__(self, start):
-        super().__init__()
-        self.start = start
-        self.times = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.start.t)
 
 
 def timed_hooks(callback, record):

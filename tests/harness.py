@@ -20,7 +20,6 @@ Every test folder imports it as `import harness` / `from harness import ...`
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn._keras_compat import testing as _keras_testing
+from kerascnn.training.launch import free_ports, tf_config  # noqa: F401 (free_ports: for tests)
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS_DIR)
@@ -106,7 +106,22 @@ def run_python(script, *args, env=None, timeout=300, cwd=ROOT):
     return json.loads(lines[-1])
 
 
-_TWO_REPLICA_PRELUDE = """\
+# Loads the module named by KERASCNN_TEST_HELPERS as `helpers` (shared by the preludes).
+_HELPERS_LOADER = """
+def _load_helpers(path):
+    if not path:
+        return None
+    spec = importlib.util.spec_from_file_location("_test_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+helpers = _load_helpers(os.environ.get("KERASCNN_TEST_HELPERS"))
+"""
+
+_TWO_REPLICA_PRELUDE = (
+    """\
 import importlib.util, json, os, sys
 import numpy as np
 import tensorflow as tf
@@ -119,19 +134,9 @@ def two_replica_strategy():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
     return strategy
-
-
-def _load_helpers(path):
-    if not path:
-        return None
-    spec = importlib.util.spec_from_file_location("_test_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-helpers = _load_helpers(os.environ.get("KERASCNN_TEST_HELPERS"))
 """
+    + _HELPERS_LOADER
+)
 
 
 def run_two_replicas(script, *args, helpers=None, env=None, timeout=300):
@@ -167,7 +172,8 @@ def run_two_replicas(script, *args, helpers=None, env=None, timeout=300):
     return run_python(source, *args, env=env, timeout=timeout)
 
 
-_WORKER_PRELUDE = """\
+_WORKER_PRELUDE = (
+    """\
 import importlib.util, json, os, sys
 import numpy as np
 import tensorflow as tf
@@ -182,31 +188,9 @@ def strategy():
     if not _STRATEGY:
         _STRATEGY.append(tf.distribute.MultiWorkerMirroredStrategy())
     return _STRATEGY[0]
-
-
-def _load_helpers(path):
-    if not path:
-        return None
-    spec = importlib.util.spec_from_file_location("_test_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-helpers = _load_helpers(os.environ.get("KERASCNN_TEST_HELPERS"))
 """
-
-
-def free_ports(n):
-    """`n` distinct free TCP ports on 127.0.0.1 (bound to port 0, then released)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    + _HELPERS_LOADER
+)
 
 
 def _kill_group(proc):
@@ -276,14 +260,13 @@ def run_workers(script, n=2, *args, helpers=None, env=None, timeout=300, cwd=ROO
     ```
     """
     source = _WORKER_PRELUDE + textwrap.dedent(script)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(n)]}
+    ports = free_ports(n)
     procs, logs = [], []
     with tempfile.TemporaryDirectory(prefix="kerascnn_workers_") as tmp:
         try:
             for i in range(n):
-                config = {"cluster": cluster, "task": {"type": "worker", "index": i}}
                 overrides = dict(env or {}, KERASCNN_TEST_HELPERS=helpers)
-                overrides["TF_CONFIG"] = json.dumps(config)
+                overrides["TF_CONFIG"] = json.dumps(tf_config(ports, i))
                 logs.append((os.path.join(tmp, f"{i}.out"), os.path.join(tmp, f"{i}.err")))
                 with open(logs[-1][0], "w") as out, open(logs[-1][1], "w") as err:
                     procs.append(

@@ -21,7 +21,7 @@ import shlex
 import sys
 
 from kerascnn.cli._common import parse_positive_float
-from kerascnn.cli.train import _CONVERTERS, _argument, dest
+from kerascnn.cli.train import _argument, train_kwargs
 
 #: `TrainConfig` fields a comparison sets per variant, or that make no sense here.
 _EXCLUDED = ("model", "template", "width_multiplier", "stages", "organize", "kernel", "resume")
@@ -79,17 +79,6 @@ def _split(text):
     return [part.strip() for part in str(text).split(",") if part.strip()]
 
 
-def _recipe_kwargs(args):
-    kwargs = {}
-    for field in _train_fields():
-        value = getattr(args, dest(field))
-        convert = _CONVERTERS.get(field.metadata.get("parse"))
-        if convert is not None:
-            value = convert(value) if value else None
-        kwargs[field.name] = value
-    return kwargs
-
-
 def _command(args):
     """The command line as typed (`sys.argv` when it is this command's)."""
     if sys.argv[1:2] == ["compare"]:
@@ -112,7 +101,7 @@ def run_compare_command(args):
         return 0
     if args.model is None:
         raise ValueError("a MODEL is required (or --plot DIR). Received: no model")
-    kwargs = _recipe_kwargs(args)
+    kwargs = train_kwargs(args, _train_fields())
     if kwargs.get("output_dir") is None:
         raise ValueError("--output-dir is required (a rerun resumes there). Received: none")
     from kerascnn.compare import compare

@@ -71,10 +71,16 @@ def add_train_parser(subparsers):
     return parser
 
 
-def train_kwargs(args):
-    """The `kerascnn.training.run.train` keyword arguments of parsed `kerascnn train` options."""
+def train_kwargs(args, fields=None):
+    """The `kerascnn.training.run.train` keyword arguments of parsed `kerascnn train` options.
+
+    Args:
+        args: the parsed `argparse.Namespace`.
+        fields: the `TrainConfig` fields to read. Defaults to `None` (every
+            field `kerascnn train` has an option for).
+    """
     kwargs = {}
-    for field in TrainConfig.cli_fields():
+    for field in TrainConfig.cli_fields() if fields is None else fields:
         value = getattr(args, dest(field))
         convert = _CONVERTERS.get(field.metadata.get("parse"))
         if convert is not None:
