@@ -117,6 +117,11 @@ def run_variant(cfg):
             verbose=1,
         )
     callbacks = ([learn_drop] if learn_drop is not None else []) + [timer]
+    if cfg.get("lr_step_epoch"):  # the paper's CIFAR-10 schedule: the rate / 10 after epoch N
+        step, lr = cfg["lr_step_epoch"], cfg["lr"]
+        callbacks.append(
+            keras.callbacks.LearningRateScheduler(lambda e: lr if e < step else lr / 10)
+        )
     options = tf.data.Options()
     options.autotune.enabled = False  # the same fixed pipeline for every variant
     train = (
@@ -303,6 +308,18 @@ def parse_args(argv=None):
     parser.add_argument("--force-at", type=int, default=3, help="drop at the end of this epoch")
     parser.add_argument("--force-convs", type=int, default=3)
     parser.add_argument("--scored", action="store_true", help="no forced drop: the score decides")
+    parser.add_argument(
+        "--lr-step-epoch",
+        type=int,
+        default=None,
+        help="divide the learning rate by 10 from this epoch on (the paper's CIFAR-10 "
+        "schedule: 0.1, / 10 after 20 of 60 epochs)",
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated subset of plain,plain_aa,freezing,dropping (plain is required)",
+    )
     parser.add_argument("--data-dir", default=os.environ.get("KERASCNN_DATA_DIR"))
     parser.add_argument("--out", default=None)
     parser.add_argument("--worker", default=None, help=argparse_hidden())
@@ -314,6 +331,9 @@ def parse_args(argv=None):
         args.rounds = 1
     if args.scored:
         args.force_at = args.force_convs = None
+    args.variants = tuple(v for v in VARIANTS if v in args.variants.split(","))
+    if "plain" not in args.variants:
+        parser.error(f"--variants must include plain. Received: --variants={args.variants}")
     return args
 
 
@@ -337,7 +357,8 @@ def main(argv=None):
         x, y, xt, yt = get_data(args.dataset, args.train, args.test, size, args.data_dir)
         data = os.path.join(tmp, "data.npz")
         np.savez(data, x=x, y=y, xt=xt, yt=yt)
-        base = {k: getattr(args, k) for k in ("arch", "width", "lr", "seed", "epochs", "warmup")}
+        keys = ("arch", "width", "lr", "seed", "epochs", "warmup", "lr_step_epoch")
+        base = {k: getattr(args, k) for k in keys}
         base.update(
             data=data,
             batch=args.batch,
@@ -348,17 +369,18 @@ def main(argv=None):
         )
         runs, rows = [], []
         for r in range(args.rounds):
-            order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
+            variants = args.variants
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
             done = {}
             for variant in order:
                 done[variant] = _spawn(dict(base, variant=variant, round=r), tmp)
                 print(variant, f"round {r}: fit {done[variant]['fit_seconds']:.1f} s", flush=True)
-            for variant in VARIANTS[1:]:
+            for variant in variants[1:]:
                 rows.append(dict(analyse(done[variant], done["plain"]), round=r))
             runs.append(done)
     print_table(rows)
     summary = {}
-    for variant in VARIANTS[1:]:
+    for variant in args.variants[1:]:
         mine = [r for r in rows if r["variant"] == variant]
         summary[variant] = {
             "saving_median": float(np.median([r["saving"] for r in mine])),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from kerascnn import _checks
 from kerascnn.data import sources
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -65,6 +66,7 @@ def load(
     autotune=True,
     image_size=None,
     class_names=None,
+    skip=0,
 ):
     """Returns a batched, prefetched `tf.data.Dataset` of `(image, label)`.
 
@@ -111,6 +113,9 @@ def load(
             batched; shuffled/augmented only if asked). Defaults to False.
         limit: keep only the first `limit` examples (before shuffling; the
             CIFAR-10 JPEG zip is read class-interleaved, so they are balanced).
+        skip: leave out the first `skip` examples (before `limit`): with
+            `skip=n, limit=m` examples `n` to `n + m - 1` of the split, e.g.
+            a validation split held out of the training data. Defaults to 0.
         seed: int seed for shuffling and augmentation. Defaults to None.
         source: `"auto"` or one source kind (see `sources.SOURCE_KINDS`).
         download: let tensorflow-datasets download (needs internet).
@@ -140,10 +145,11 @@ def load(
     name = sources.canonical_name(name)
     entry = sources.CATALOG[name]
     _check_load_args(entry, name, split, batch_size, limit, image_size, seed)
+    _checks.check_non_negative_int(skip, "skip")
     if shuffle is None:
         shuffle = split == "train"
     source_obj = sources.resolve(name, data_dir, source, download, cache_dir, class_names)
-    ds, size = _raw_dataset(source_obj, entry, name, split, limit)
+    ds, size = _raw_dataset(source_obj, entry, name, split, limit, skip)
     if shuffle:
         buffer = size if size is not None else 50_000
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -175,12 +181,13 @@ def _check_load_args(entry, name, split, batch_size, limit, image_size, seed):
         raise TypeError(f"seed must be an int or None. Received: seed={seed!r}")
 
 
-def _raw_dataset(source_obj, entry, name, split, limit):
+def _raw_dataset(source_obj, entry, name, split, limit, skip=0):
     """`(dataset of (uint8 image, int32 label), size or None)` of one split."""
     if source_obj.in_memory:
         x, y = source_obj.arrays(split)
-        if limit is not None:
-            x, y = x[:limit], y[:limit]
+        stop = None if limit is None else skip + limit
+        if skip or limit is not None:
+            x, y = x[skip:stop], y[skip:stop]
         if x.shape[1:] != entry.shape and not entry.resize:
             raise ValueError(
                 f"{source_obj.describe()}: images have shape {x.shape[1:]}, "
@@ -188,6 +195,8 @@ def _raw_dataset(source_obj, entry, name, split, limit):
             )
         return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32))), len(x)
     ds = source_obj.tfds_dataset(split)
+    if skip:
+        ds = ds.skip(skip)
     if limit is not None:
         ds = ds.take(limit)
     ds = ds.map(lambda image, label: (image, tf.cast(label, tf.int32)))

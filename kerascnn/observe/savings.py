@@ -7,8 +7,9 @@ run, labelled with the run's method (`method_label`: baseline, stability
 stopping, layer dropping, layer freezing, the techniques, a recipe). The
 points are the epochs of the report's `per_epoch` records
 (`kerascnn.training.report.epoch_records`): the test accuracy measured at
-every epoch end (solid; a run without it draws its training accuracy,
-dashed, and says so in the legend), the final test accuracy of the
+every epoch end (solid; a run trained with `validation_split` draws its
+held-out validation accuracy instead, a run with neither its training
+accuracy, dashed; the legend says which), the final test accuracy of the
 finished run as a star (after SWA's average, if any), a cross where a
 stopping rule stopped the run (hollow where the stability rule, only
 watching, would have stopped it) and a triangle at the end of each epoch
@@ -106,6 +107,8 @@ def read_run(run_dir, label=None):
         have stopped: 1-based or None), `drops`
         (`[(epoch, convolutions)]`: drops decided at the end of that 1-based
         epoch), `per_epoch_test` (the records have test accuracies),
+        `per_epoch_validation` (held-out validation accuracies, drawn when
+        there is no test accuracy per epoch: `train(validation_split=...)`),
         `planned_epochs`.
 
     Raises:
@@ -150,6 +153,7 @@ def read_run(run_dir, label=None):
         "would_stop_epoch": predicted,
         "drops": drops,
         "per_epoch_test": any(r.get("test_accuracy") is not None for r in records),
+        "per_epoch_validation": any(r.get("validation_accuracy") is not None for r in records),
         "planned_epochs": report.get("planned_epochs"),
         "model": report.get("model"),
         "dataset": report.get("dataset"),
@@ -167,9 +171,16 @@ _TIME_UNITS = ((0, 1.0, "s"), (600, 60.0, "min"), (36000, 3600.0, "h"))
 _MACS_UNITS = tuple((10**e, 10**e, f"x 1e{e}") for e in (0, 6, 9, 12, 15))
 
 
+def _accuracy_key(run):
+    """The per-epoch accuracy drawn: test, else held-out validation, else training."""
+    if run["per_epoch_test"]:
+        return "test_accuracy"
+    return "validation_accuracy" if run.get("per_epoch_validation") else "train_accuracy"
+
+
 def _points(run, key):
     """`(x, accuracy %, {epoch: index of its point})` of a run along `key`."""
-    accuracy = "test_accuracy" if run["per_epoch_test"] else "train_accuracy"
+    accuracy = _accuracy_key(run)
     xs, ys, index = [], [], {}
     for record in run["records"]:
         if record.get(key) is None or record.get(accuracy) is None:
@@ -186,8 +197,12 @@ def _draw_run(axes, run, key, scale, color):
     if not xs:
         return False
     xs = [x / scale for x in xs]
-    what = "test acc. per epoch" if run["per_epoch_test"] else "train acc. per epoch (no test)"
-    style = "-" if run["per_epoch_test"] else "--"
+    what = {
+        "test_accuracy": "test acc. per epoch",
+        "validation_accuracy": "held-out validation acc. per epoch",
+        "train_accuracy": "train acc. per epoch (no test)",
+    }[_accuracy_key(run)]
+    style = "--" if _accuracy_key(run) == "train_accuracy" else "-"
     axes.plot(xs, ys, style, marker="o", markersize=3, color=color, label=f"{run['label']}: {what}")
     if run["test_accuracy"] is not None:
         axes.plot(xs[-1], 100 * run["test_accuracy"], "*", markersize=11, color=color)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 
 from kerascnn import _checks
+from kerascnn.training.presets import RECIPES, recipe_options
 from kerascnn.training.recipe import LR_SCHEDULES, OPTIMIZERS, STRATEGIES
 from kerascnn.transforms.decomposer import KERNELS as _KERNEL_BLOCKS
 
@@ -104,6 +105,12 @@ class TrainConfig:
         f"(default: {DEFAULT_DATASET})",
     )
     epochs: int = _option(DEFAULT_EPOCHS, "planned epochs", type=int)
+    recipe: str | None = _option(
+        None,
+        "a named recipe: efficient = --organize --blurpool --stability-stopping "
+        "--layer-dropping (options given explicitly win; see kerascnn.training.presets)",
+        choices=list(RECIPES),
+    )
     batch_size: int = _option(DEFAULT_BATCH_SIZE, type=int)
     template: str = _option("base", "filter template (default: base)")
     width_multiplier: float = _option(
@@ -225,6 +232,13 @@ class TrainConfig:
         "auto", "auto, tfds, idx, jpeg_zip, npz...", flag="--data-source", dest="data_source"
     )
     limit: int | None = _option(None, "first N training examples", type=int)
+    validation_split: float | None = _option(
+        None,
+        "hold out this fraction of the training examples (the last ones) as a validation "
+        "split that fit validates on every epoch instead of the test split",
+        type=float,
+        metavar="FRACTION",
+    )
     seed: int = _option(0, type=int)
     verbose: int = _option(1, type=int, choices=[0, 1, 2])
     # API-only options (no command-line flag).
@@ -252,6 +266,9 @@ class TrainConfig:
             raise TypeError(
                 f"model must be a zoo model name. {_checks.received('model', self.model)}"
             )
+        config = self.with_recipe()
+        if config is not self:
+            return config.validate()
         changes = dict(model=zoo.get_info(self.model).name)
         changes["dataset"] = sources.canonical_name(self.dataset)
         changes.update(self._checked_numbers())
@@ -278,6 +295,9 @@ class TrainConfig:
             epochs=_checks.check_positive_int(self.epochs, "epochs"),
             batch_size=_checks.check_positive_int(self.batch_size, "batch_size"),
             limit=_checks.check_positive_int(self.limit, "limit", allow_none=True),
+            validation_split=_checks.check_fraction(
+                self.validation_split, "validation_split", include_zero=False, allow_none=True
+            ),
             seed=_checks.check_int(self.seed, "seed"),
             learning_rate=_checks.check_positive_number(
                 self.learning_rate, "learning_rate", allow_none=True
@@ -378,6 +398,23 @@ class TrainConfig:
                 f"swa_cycle_epochs). Received: swa_anneal_epochs={self.swa_anneal_epochs!r}"
             )
         return checked
+
+    def with_recipe(self):
+        """This config with its recipe's options applied (itself without a recipe).
+
+        The recipe (`kerascnn.training.presets.RECIPES`) sets the options left
+        at their defaults; the returned copy's `recipe` is kept, so applying
+        it again changes nothing.
+
+        Example:
+
+        >>> TrainConfig(recipe="efficient").with_recipe().blurpool
+        True
+        """
+        fields = {f.name: getattr(self, f.name) for f in self.fields()}
+        applied, _ = recipe_options(self.recipe, fields, self.defaults())
+        changed = {k: v for k, v in applied.items() if fields[k] != v}
+        return dataclasses.replace(self, **changed) if changed else self
 
     @property
     def one_hot(self):

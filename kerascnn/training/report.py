@@ -19,7 +19,15 @@ seen without a drop; x2 with SAM until a Learn&Drop head takes over),
 `macs_trained_total` (their running sum; the last one is
 `training_macs_estimate`), `train_accuracy` and `test_accuracy` (the
 epoch's accuracy on the training batches and on the test split, from
-`history`; None when not measured).
+`history`; None when not measured; with `validation_split` the held-out
+split's accuracy is the record's `validation_accuracy` and `test_accuracy`
+is None).
+
+A run with a recipe (`train(recipe="efficient")`) also has `report["recipe"]`
+(`name`, the options it `applied`, those the user `overridden`) and
+`report["savings"]` (`kerascnn.training.breakdown.savings_breakdown`: the
+MACs and estimated seconds saved against the plain model at the planned
+epochs, by source).
 
 Example:
 
@@ -236,6 +244,9 @@ def build_report(config, run, fit, recorded_args):
         time_saved_estimate_s=(epochs - trained_epochs) * mean_epoch,
         test_accuracy=float(fit.evaluation["accuracy"]),
         test_loss=float(fit.evaluation["loss"]),
+        validation=_validation_entry(run),
+        validation_accuracy=_maybe_float(fit.evaluation.get("validation_accuracy")),
+        validation_loss=_maybe_float(fit.evaluation.get("validation_loss")),
         params=int(net.count_params()),
         trainable_params=int(sum(int(np.prod(w.shape)) for w in net.trainable_weights)),
         macs=macs,
@@ -260,12 +271,53 @@ def build_report(config, run, fit, recorded_args):
         macs,
         head_macs=_learn_drop_head_macs(run, net),
         sam=config.sam is not None,
+        held_out=bool(run.validation_examples),
     )
     # Training compute estimate: forward + backward ~ 3x the forward MACs per example seen
     # (only the part still trained after a Learn&Drop drop; see `epoch_records`).
     last = report["per_epoch"][-1] if report["per_epoch"] else {}
     report["training_macs_estimate"] = last.get("macs_trained_total") if macs else None
+    if config.recipe is not None:
+        _recipe_fields(report, config, run, recorded_args)
     return report
+
+
+def _maybe_float(value):
+    return None if value is None else float(value)
+
+
+def _validation_entry(run):
+    """What `fit` validated on: the test split or the held-out part of the training split."""
+    if not run.validation_examples:
+        return {"split": "test"}
+    return {"split": "held_out", "examples": run.validation_examples}
+
+
+def _recipe_fields(report, config, run, recorded_args):
+    """`report["recipe"]` (what the recipe set) and `report["savings"]` (the breakdown)."""
+    from kerascnn.training import breakdown, presets
+    from kerascnn.training.config import TrainConfig
+
+    applied, overridden = presets.recipe_options(
+        config.recipe, dict(recorded_args), TrainConfig.defaults()
+    )
+    report["recipe"] = {"name": config.recipe, "applied": applied, "overridden": overridden}
+    macs = report.get("macs")
+    try:
+        plain = breakdown.plain_forward_macs(
+            config, run.ds_info["shape"], run.ds_info["num_classes"]
+        )
+    except Exception as error:  # the report must not fail on a counting problem
+        plain, report["notes"] = None, report["notes"] + [f"savings not computed: {error}"]
+    if not (macs and plain):
+        report["savings"] = None
+        return
+    report["savings"] = dict(
+        breakdown.savings_breakdown(
+            report["per_epoch"], config.epochs, run.train_examples, macs, plain
+        ),
+        plain_model={"model": config.model, "forward_macs": plain},
+    )
 
 
 #: History keys of Learn&Drop: the convolutions not trained during an epoch.
@@ -278,7 +330,7 @@ def _history_value(history, key, index):
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def epoch_records(history, epoch_times, examples, macs, head_macs=None, sam=False):
+def epoch_records(history, epoch_times, examples, macs, head_macs=None, sam=False, held_out=False):
     """The report's `per_epoch` records: time, MACs trained and accuracy per epoch.
 
     The record keys are described in the module docstring.
@@ -293,6 +345,9 @@ def epoch_records(history, epoch_times, examples, macs, head_macs=None, sam=Fals
             Defaults to None (no Learn&Drop).
         sam: SAM's step (two forward and backward passes) trained the model.
             Defaults to False.
+        held_out: `fit` validated on a split held out of the training data
+            (`validation_split`): its accuracy goes to `validation_accuracy`
+            and `test_accuracy` is None. Defaults to False.
 
     Example:
 
@@ -321,7 +376,10 @@ def epoch_records(history, epoch_times, examples, macs, head_macs=None, sam=Fals
             record.update(forward_macs=int(forward), trained_macs=int(trained))
             record.update(macs_trained=epoch_macs, macs_trained_total=total)
         record["train_accuracy"] = _history_value(history, "accuracy", i)
-        record["test_accuracy"] = _history_value(history, "val_accuracy", i)
+        validated = _history_value(history, "val_accuracy", i)
+        record["test_accuracy"] = None if held_out else validated
+        if held_out:
+            record["validation_accuracy"] = validated
         records.append(record)
     return records
 
@@ -480,12 +538,23 @@ def format_report(report):
     lines.append(
         f"parameters:       {report['params']:,} ({report['trainable_params']:,} trainable)"
     )
+    if report.get("validation_accuracy") is not None:
+        lines.append(
+            f"validation:       {report['validation_accuracy']:.4f} on "
+            f"{report['validation']['examples']} held-out training examples"
+        )
     if report.get("macs") is not None:
         lines.append(
             f"MACs:             {report['macs']:,} per image forward; "
             f"~{report['training_macs_estimate']:.3g} trained (3 x forward x examples seen, "
             "only the part still trained after a drop)"
         )
+    if report.get("recipe"):
+        lines.append(f"recipe:           {report['recipe']['name']}")
+    if report.get("savings"):
+        from kerascnn.training.breakdown import format_breakdown
+
+        lines.extend(format_breakdown(report["savings"]))
     for note in report.get("notes", []):
         lines.append(f"note:             {note}")
     lines.append(

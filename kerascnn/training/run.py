@@ -174,6 +174,8 @@ def train(
     layer_dropping=False,
     layer_freezing=False,
     force_drop=None,
+    recipe=None,
+    validation_split=None,
     resume=None,
 ):
     """Trains a zoo model on a dataset and writes the report, logs, model and plots.
@@ -273,6 +275,21 @@ def train(
             epoch 0 (0-based), drop 4 convolutions; `"1:conv_3"`: up to that
             layer) or LayerDropping's `force_drops` dict `{epoch: cut}`
             (`kerascnn train --force-drop 0:4`). Defaults to None.
+        recipe: None or a named recipe of `kerascnn.training.presets.RECIPES`:
+            `"efficient"` = `organize=True, blurpool=True,
+            stability_stopping=True, layer_dropping=True` (with the `"base"`
+            template), set on the options left at their defaults (options
+            given explicitly win). The report's `"recipe"` entry lists what
+            it set, and `"savings"` breaks the MACs saved down by source
+            (architecture, Learn&Drop, stability stopping) against the plain
+            model at the planned epochs. Defaults to None.
+        validation_split: None, or a fraction in (0, 1): the last
+            `validation_split` of the (first `limit`) training examples are
+            held out, `fit` validates on them every epoch instead of on the
+            test split (the report's `validation_accuracy` /
+            `validation_loss`, and `per_epoch` records' `validation_accuracy`),
+            and the test split is evaluated once at the end. For choosing
+            settings without looking at the test split. Defaults to None.
         resume: None, or the directory of an interrupted (Ctrl-C) or killed
             run to continue up to its planned epochs (`kerascnn train
             --resume RUN_DIR`). The run's arguments are read back from its
@@ -347,6 +364,7 @@ class _Run:
     source: object
     train_examples: int
     steps_per_epoch: int
+    validation_examples: int = 0  # held out of the training split (`validation_split`)
     strategy: object = None
     replicas: int = 1
     workers: dict | None = None  # `kerascnn.training.workers.read_tf_config`'s dict
@@ -502,6 +520,7 @@ def _prepare(config):
     train_examples = source.num_examples("train")
     if config.limit is not None:
         train_examples = min(train_examples, config.limit)
+    train_examples, validation_examples = _held_out(config, train_examples)
     steps_per_epoch = math.ceil(train_examples / config.batch_size)
     if config.lr_schedule == "one_cycle":
         _check_one_cycle_steps(config, steps_per_epoch)
@@ -516,21 +535,41 @@ def _prepare(config):
         source=source,
         train_examples=train_examples,
         steps_per_epoch=steps_per_epoch,
+        validation_examples=validation_examples,
         strategy=strategy,
         replicas=strategy.num_replicas_in_sync if strategy is not None else 1,
         workers=cluster,
-        input_sharding=_input_sharding(config, source, cluster),
+        input_sharding=_input_sharding(config, source, cluster, train_examples),
     )
 
 
-def _input_sharding(config, source, cluster):
+def _held_out(config, examples):
+    """`(training, validation)` examples of the training split (`validation_split`)."""
+    if config.validation_split is None:
+        return examples, 0
+    held_out = max(1, round(examples * config.validation_split))
+    if held_out >= examples:
+        raise ValueError(
+            f"validation_split leaves no training example out of {examples}. "
+            f"Received: validation_split={config.validation_split!r}"
+        )
+    return examples - held_out, held_out
+
+
+def _train_limit(config, run):
+    """The `limit` of the training pipelines: the examples before the held-out ones."""
+    return run.train_examples if run.validation_examples else config.limit
+
+
+def _input_sharding(config, source, cluster, train_examples):
     """`{"policy", "reason"}`: how the workers shard the input (`workers.shard_policy`)."""
+    limit = train_examples if config.validation_split is not None else config.limit
     count = 1 if cluster is None else cluster["num_workers"]
     files = None
     if not source.in_memory and count > 1:
         files = _tfds_file_count(source, "train")
     policy, reason = workers.shard_policy(
-        in_memory=source.in_memory, num_workers=count, num_files=files, limit=config.limit
+        in_memory=source.in_memory, num_workers=count, num_files=files, limit=limit
     )
     return {"policy": policy, "reason": reason}
 
@@ -627,7 +666,12 @@ def _load_kwargs(config):
 
 
 def _datasets(config, run):
-    """The training pipeline, the test split and the test split `fit` validates on."""
+    """The training pipeline, the test split, the split `fit` validates on and the held-out one.
+
+    `fit` validates on the held-out split with `validation_split` (the last
+    examples before `limit`), on the test split otherwise; the held-out
+    split (plain labels) is None without `validation_split`.
+    """
     from kerascnn import data
 
     classes, seed = run.ds_info["num_classes"], int(config.seed)
@@ -637,17 +681,31 @@ def _datasets(config, run):
         config.batch_size,
         augment=config.augment,
         seed=seed,
-        limit=config.limit,
+        limit=_train_limit(config, run),
         **_load_kwargs(config),
     )
     test_ds = data.load(
         config.dataset, "test", config.batch_size, shuffle=False, **_load_kwargs(config)
     )
+    held_out = None
+    if run.validation_examples:
+        held_out = data.load(
+            config.dataset,
+            "train",
+            config.batch_size,
+            shuffle=False,
+            skip=run.train_examples,
+            limit=run.validation_examples,
+            **_load_kwargs(config),
+        )
+        held_out = _sharded(held_out, run)
     train_ds = batch_techniques(
         train_ds, classes, config.cutout, config.mixup, config.one_hot, seed
     )
-    fit_test_ds = one_hot_labels(test_ds, classes) if config.one_hot else test_ds
-    return _sharded(train_ds, run), _sharded(test_ds, run), _sharded(fit_test_ds, run)
+    fit_val_ds = held_out if held_out is not None else _sharded(test_ds, run)
+    if config.one_hot:
+        fit_val_ds = one_hot_labels(fit_val_ds, classes)
+    return _sharded(train_ds, run), _sharded(test_ds, run), fit_val_ds, held_out
 
 
 def _build_model(config, run):
@@ -697,7 +755,7 @@ def _technique_callbacks(config, run):
             "train",
             config.batch_size,
             shuffle=False,
-            limit=config.limit,
+            limit=_train_limit(config, run),
             **_load_kwargs(config),
         )
         bn_data = _sharded(bn_data, run)
@@ -757,7 +815,7 @@ def _announce(config, run):
 
 def _train_and_evaluate(config, run, timer, checkpoint, built):
     """`fit` (resuming at the checkpoint's epoch) and the evaluation on the test split."""
-    train_ds, test_ds, fit_test_ds = _datasets(config, run)
+    train_ds, test_ds, fit_val_ds, held_out = _datasets(config, run)
     net = built[0] = _build_model(config, run)
     callbacks = _fit_callbacks(config, run, timer, checkpoint)
     _announce(config, run)
@@ -766,7 +824,7 @@ def _train_and_evaluate(config, run, timer, checkpoint, built):
         train_ds,
         epochs=config.epochs,
         initial_epoch=run.resume_state["epoch"] if run.resume_state else 0,
-        validation_data=fit_test_ds,
+        validation_data=fit_val_ds,
         callbacks=callbacks,
         verbose=config.verbose,
         shuffle=False,  # the pipeline shuffles (seeded)
@@ -785,6 +843,9 @@ def _train_and_evaluate(config, run, timer, checkpoint, built):
                 jit_compile=config.jit_compile,
             )
     evaluation = net.evaluate(test_ds, verbose=0, return_dict=True)
+    if held_out is not None:
+        held = net.evaluate(held_out, verbose=0, return_dict=True)
+        evaluation.update(validation_accuracy=held["accuracy"], validation_loss=held["loss"])
     notes = ckpt.resume_notes(run.resume_state, run.plugin_callbacks, run.swa_callback)
     extra = list(config.callbacks or [])
     return _Fit(net, history, timer, evaluation, train_time, earlier, extra, notes)

@@ -53,6 +53,8 @@ OLD_FLAGS = {
     "--layer-dropping": False,
     "--layer-freezing": False,
     "--force-drop": None,  # added with issue #16 (a forced LayerDropping drop)
+    "--recipe": None,  # added with issue #17 (named recipes)
+    "--validation-split": None,  # added with issue #17 (a held-out validation split)
     "--output-dir": None,
     "--resume": None,
     "--data-dir": None,
