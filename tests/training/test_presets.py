@@ -125,6 +125,7 @@ def test_validation_split_holds_out_the_last_training_examples(tmp_path):
     assert report["test_accuracy"] is not None  # the test split, once at the end
 
 
+@pytest.mark.slow  # ~20 s: the default suite is near its 20-minute budget
 def test_recipe_run_from_the_command_line(tmp_path):
     """`kerascnn train --recipe efficient` in a subprocess: report, breakdown, printed lines."""
     out = tmp_path / "recipe"
