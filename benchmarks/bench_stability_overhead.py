@@ -34,6 +34,10 @@ callbacks' epoch hooks on an N-convolution net (tiny, so the time is host
 work): `on_epoch_begin` / `on_epoch_end` of LayerMetrics and of
 StabilityStopping, medians over the epochs after the first.
 
+`--configs plain,plain_aa,learn_drop_score` times Learn&Drop's pre-drop epochs
+(`LayerDropping(warmup_epochs=10**6)`: the gradient sums of its score every
+step, no drop) against plain.
+
 Written to `benchmarks/results/stability_overhead.json` (or `--output`)
 with the exact command. Targets (issue 13): StabilityStopping <= 1% on
 ResNet-18 and full-width VGG-11-BN, <= 2% on 1/4-width VGG-11-BN;
@@ -58,9 +62,11 @@ from _common import make_parser, results_path, write_results
 from _epoch_timer import EpochEnd, EpochStart
 
 from kerascnn import zoo  # noqa: E402
-from kerascnn.callbacks import LayerMetrics, StabilityStopping  # noqa: E402
+from kerascnn.callbacks import LayerDropping, LayerMetrics, StabilityStopping  # noqa: E402
 
-CONFIGS = ("plain", "plain_aa", "stability_stopping", "layer_metrics")
+# `learn_drop_score` (Learn&Drop's pre-drop epochs) runs only when asked for.
+CONFIGS = ("plain", "plain_aa", "stability_stopping", "layer_metrics", "learn_drop_score")
+DEFAULT_CONFIGS = CONFIGS[:4]
 
 
 def timed_hooks(callback, record):
@@ -99,6 +105,20 @@ def host_time(layers, epochs=12):
     return {key: 1000 * statistics.median(v[1:]) for key, v in record.items()}
 
 
+def make_callbacks(key, logdir):
+    """The callbacks of configuration `key` (fresh instances)."""
+    if key == "stability_stopping":
+        # patience large: never stops, every epoch is timed.
+        return [StabilityStopping(patience=10**6)]
+    if key == "layer_metrics":
+        return [LayerMetrics(logdir)]
+    if key == "learn_drop_score":
+        # Learn&Drop's pre-drop epochs: the per-weight gradient sums of eq. 2
+        # accumulated every step, no decision (warm-up longer than the run).
+        return [LayerDropping(warmup_epochs=10**6)]
+    return []
+
+
 def make_dataset(args):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.samples, args.size, args.size, 3)).astype("float32")
@@ -117,13 +137,6 @@ def make_dataset(args):
 def run_model(name, args, dataset, logdir):
     """Fit interleaving: whole fits in rotated order; returns its results entry."""
     model = build_model(name, args)
-    makers = {
-        "plain": lambda: [],
-        "plain_aa": lambda: [],
-        # patience large: never stops, every epoch is timed.
-        "stability_stopping": lambda: [StabilityStopping(patience=10**6)],
-        "layer_metrics": lambda: [LayerMetrics(logdir)],
-    }
     order = args.configs
     times = {k: [] for k in order}
     rounds = []
@@ -138,7 +151,7 @@ def run_model(name, args, dataset, logdir):
                 steps_per_epoch=args.samples // args.batch_size,
                 epochs=args.epochs,
                 verbose=0,
-                callbacks=[start] + makers[key]() + [end],
+                callbacks=[start] + make_callbacks(key, logdir) + [end],
             )
             kept = end.times[1:]  # drop the warm-up (tracing) epoch
             times[key] += kept
@@ -191,18 +204,12 @@ def run_model_blocks(name, args, dataset, logdir):
     weigh the per-epoch callback work `samples / (batch * block_steps)` times
     more than a real epoch would: conservative for the callbacks.
     """
-    makers = {
-        "plain": lambda: [],
-        "plain_aa": lambda: [],
-        "stability_stopping": lambda: [StabilityStopping(patience=10**6)],
-        "layer_metrics": lambda: [LayerMetrics(logdir)],
-    }
     order = args.configs
     runs = {}
     for key in order:
         model = build_model(name, args)
         model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)  # builds everything
-        callbacks = makers[key]()
+        callbacks = make_callbacks(key, logdir)
         for callback in callbacks:
             callback.set_model(model)
             callback.set_params({"epochs": 10**6, "steps": args.block_steps, "verbose": 0})
@@ -254,7 +261,7 @@ def print_table(name, entry):
 def main(argv=None):
     parser = make_parser(__doc__)
     parser.add_argument("--models", default="vgg11_bn,resnet18")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=4)
