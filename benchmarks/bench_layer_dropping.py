@@ -133,7 +133,13 @@ def run_variant(cfg):
     )
     rss_before = _current_rss()
     start = time.perf_counter()
-    history = model.fit(train, epochs=cfg["epochs"], callbacks=callbacks, verbose=0)
+    history = model.fit(
+        train,
+        epochs=cfg["epochs"],
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,  # shuffled above
+    )
     fit_seconds = time.perf_counter() - start
     peak = _peak_rss()
     _, acc = model.evaluate(xt, yt, batch_size=256, verbose=0)

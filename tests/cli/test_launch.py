@@ -295,6 +295,7 @@ def _assert_same_mu(a, b, tolerance):
             assert abs(epoch_a[layer] - epoch_b[layer]) <= tolerance, (layer, epoch_a, epoch_b)
 
 
+@pytest.mark.slow
 def test_launch_two_workers_end_to_end(tmp_path):
     """Closing test of #16: both workers agree, with each other and with one process."""
     from harness import run_python

@@ -21,6 +21,7 @@ def _reports_mtimes(output_dir):
     }
 
 
+@pytest.mark.slow
 def test_tiny_compare_writes_json_and_pngs_and_a_rerun_skips(tmp_path, capsys):
     import kerascnn
 

@@ -100,6 +100,7 @@ def tfds_mnist(tmp_path_factory):
     return source, sources.resolve("mnist", mnist, source="idx"), fashion_source
 
 
+@pytest.mark.slow
 def test_tfds_mnist_and_fashion_mnist_prepared_in_one_cache_stay_apart(tfds_mnist):
     """Each dataset keeps its own examples when both are prepared in one cache."""
     source, idx, fashion_source = tfds_mnist
@@ -110,6 +111,7 @@ def test_tfds_mnist_and_fashion_mnist_prepared_in_one_cache_stay_apart(tfds_mnis
     assert _digests(x_mnist, y_mnist) != _digests(x_fashion, y_fashion)
 
 
+@pytest.mark.slow
 def test_tfds_prepared_mnist_identical_to_idx(tfds_mnist):
     """tfds' prepared MNIST holds the same test examples as the idx files.
 

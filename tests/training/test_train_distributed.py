@@ -72,6 +72,7 @@ def mirrored_results(tmp_path_factory):
     return run_two_replicas(SCRIPT, out, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_trains_on_two_replicas(mirrored_results):
     assert mirrored_results["logical_cpus"] == 2
     cli = mirrored_results["cli"]
@@ -93,6 +94,7 @@ def test_cli_trains_on_two_replicas(mirrored_results):
     assert abs(cli["reloaded"]["loss"] - report["test_loss"]) <= 1e-4 * report["test_loss"]
 
 
+@pytest.mark.slow
 def test_api_with_techniques_on_two_replicas(mirrored_results):
     api = mirrored_results["api"]
     report = api["report"]

@@ -202,6 +202,7 @@ def _check_models(tmp_path, env, jobs):
     return json.loads(line[len("RESULT ") :])
 
 
+@pytest.mark.slow
 def test_sigint_then_sigkill_then_resume_to_the_planned_epochs(tmp_path, env):
     # 1. Ctrl-C in epoch 3 (index 2): the drop happened at the end of epoch 1.
     process, log, ready_sigint = _start(tmp_path, env, ARGS, pause=2)

@@ -144,6 +144,7 @@ def test_callbacks_are_deep_copyable():
         tuner.check_deepcopyable([Locked()])
 
 
+@pytest.mark.slow
 def test_random_search_on_embedded_data(tmp_path):
     from kerascnn import data
 

@@ -63,6 +63,7 @@ def _result(output):
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+@pytest.mark.slow
 def test_chief_and_two_workers_on_localhost(tmp_path):
     script = tmp_path / "tune_job.py"
     script.write_text(SCRIPT)
