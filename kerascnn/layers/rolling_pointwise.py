@@ -63,8 +63,8 @@ class RollingPointwiseConv2D(FactorizedPointwiseConv2D):
     paired 0.86-0.92x the time of "sliced", 0.56-0.87x that of "dense"); at
     64x16x16x128 -> 128 "split" 0.84x / 0.79x against "dense" 0.85x / 0.81x
     (the crossover); at 64x32x32x64 -> 64 "dense" 0.99x / 1.00x against
-    "split" 1.27x / 1.39x. Over six runs on three CPUs, "split" at g=4,
-    o=0.5 took 1.14-1.27x the GPW's time (median 1.22): its `D * T` half-size
+    "split" 1.27x / 1.39x. Over seven runs on three CPUs, "split" at g=4,
+    o=0.5 took 1.14-1.29x the GPW's time (median 1.22): its `D * T` half-size
     matmuls, the tap sums and the interleaved output cost about a fifth more
     than the GPW's `g` matmuls, although the MACs are equal.
 
